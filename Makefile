@@ -10,12 +10,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# caldav needs niquests, whose urllib3-future would replace urllib3 under requests;
+# built with URLLIB3_NO_OVERRIDE it installs beside urllib3 instead.
+PIP_INSTALL := URLLIB3_NO_OVERRIDE=1 $(BIN)/pip install --quiet --no-binary urllib3-future
+
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(PIP_INSTALL) -e .
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(PIP_INSTALL) -e '.[test]'
 	@touch $@ $(VENV)/.installed
 
 ## Start calsync (web + worker + scheduler, SQLite, embedded Redis). Ctrl-C stops it.

@@ -9,8 +9,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,6 +124,7 @@ def rt(config: Config, redis_conn: redis.Redis) -> Iterator[runtime.Runtime]:
 
     migrate.upgrade(config.database_url)
     instance = runtime.Runtime.from_config(config)
+    runtime.install(instance)  # what job functions called in-process will use
     yield instance
     runtime.install(None)
     instance.close()
@@ -141,24 +140,3 @@ def app(rt: runtime.Runtime):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def client(app):  # type: ignore[no-untyped-def]
     return app.test_client()
-
-
-def calsync_process(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    """Start a real `calsync` subcommand (worker, cron, up...) as a child process."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "calsync.cli", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 15) -> str:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-    return output.decode(errors="replace")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import calsync_process, stop_process
+from processes import calsync_process, stop_process
 
 
 def run_calsync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,7 @@ import redis
 
 from calsync.app import create_app
 from calsync.db import make_engine
-from conftest import calsync_process, stop_process
+from processes import calsync_process, stop_process
 
 
 def test_health_names_the_missing_worker_and_scheduler(client) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from calsync import jobs
 from calsync.db import transaction
 from calsync.models import Organization, SyncRun, User, utcnow
 from calsync.runtime import QUEUE_MAINTENANCE
-from conftest import calsync_process
+from processes import calsync_process
 
 
 def test_runs_older_than_the_retention_period_are_purged(rt, env) -> None:  # type: ignore[no-untyped-def]

@@ -210,6 +210,12 @@ class EventLink(Base):
     crm_version: Mapped[str | None] = mapped_column(String(255))
     content_hash: Mapped[str | None] = mapped_column(String(64))
     origin_side: Mapped[str] = mapped_column(String(16))  # "calendar" | "crm"
+    # An expanded series: a master link (expanded) plus one link per copied occurrence.
+    series_link_id: Mapped[str | None] = mapped_column(String(64))
+    occurrence_key: Mapped[str | None] = mapped_column(String(64))
+    expanded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # A create started on this side but not yet confirmed: a retry looks for it by link id.
+    pending_side: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -1,0 +1,74 @@
+"""The two interfaces the engine talks to. Vendor modules implement them elsewhere."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from calsync.sync.model import Capabilities, Event
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class BadItem:
+    """An item the adapter could not even convert; the engine records it as skipped."""
+
+    item_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    """One page of a listing.
+
+    With cursor None the listing is full: `events` holds every item (in the window, at
+    least) and `deleted_ids` is empty. Otherwise it holds what changed since the cursor.
+    `next_page_token` is set while more pages follow; the last page carries `next_cursor`.
+    """
+
+    events: Sequence[Event] = ()
+    deleted_ids: Sequence[str] = ()
+    bad: Sequence[BadItem] = ()
+    next_page_token: str | None = None
+    next_cursor: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class SideAdapter(Protocol):
+    """Common interface of both sides. Every returned Event carries this side's id and version.
+
+    Errors: raise `CursorExpired` when the cursor is refused; any other exception from
+    `list_changes` stops the run, and from a write is recorded against that item.
+    """
+
+    def capabilities(self) -> Capabilities: ...
+
+    def list_changes(
+        self, cursor: str | None, window: Window, page_token: str | None = None
+    ) -> ChangePage: ...
+
+    def get(self, item_id: str) -> Event | None: ...
+
+    def find_by_link_id(self, link_id: str) -> Event | None: ...
+
+    def create(self, event: Event, *, link_id: str, notify: bool) -> Event: ...
+
+    def update(self, item_id: str, event: Event, *, notify: bool) -> Event: ...
+
+    def delete(self, item_id: str, *, notify: bool) -> None: ...
+
+
+class CalendarAdapter(SideAdapter, Protocol):
+    """The user's calendar. `create` must store `link_id` where `find_by_link_id` finds it."""
+
+
+class CrmAdapter(SideAdapter, Protocol):
+    """The CRM's meetings. `create`/`update` relate the meeting to every CRM contact, lead
+    or user whose email matches an invitee; the engine passes invitees through untouched."""

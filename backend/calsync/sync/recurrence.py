@@ -1,0 +1,133 @@
+"""Expansion of a series into single occurrences, for a side without native series."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from dateutil.rrule import rrule, rrulestr
+
+from calsync.sync.model import Event, When, occurrence_key, to_utc_instant
+
+# A runaway rule (FREQ=MINUTELY without end) must not stall a run.
+MAX_OCCURRENCES = 1000
+
+_UNTIL = re.compile(r"UNTIL=([0-9T]+Z?)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    key: str  # occurrence_key of the original start
+    event: Event
+
+
+def _normalised_rule(text: str, aware: bool) -> str:
+    """dateutil insists UNTIL matches DTSTART's awareness; vendors are not that strict."""
+    text = text.strip()
+    if text.upper().startswith("RRULE:"):
+        text = text[6:]
+
+    def fix(match: re.Match[str]) -> str:
+        value = match.group(1)
+        if aware and not value.upper().endswith("Z"):
+            day = value[:8]
+            clock = value[9:15] if "T" in value.upper() else "235959"
+            return f"UNTIL={day}T{clock}Z"
+        if not aware and value.upper().endswith("Z"):
+            return f"UNTIL={value[:-1]}"
+        return match.group(0)
+
+    return _UNTIL.sub(fix, text)
+
+
+def _rule(event: Event) -> tuple[rrule, ZoneInfo | None]:
+    assert event.recurrence is not None and event.start is not None
+    if event.all_day:
+        start = datetime.combine(event.start, time())  # type: ignore[arg-type]
+        return rrulestr(_normalised_rule(event.recurrence.rrule, False), dtstart=start), None
+    # Expanded in the event's own zone so 09:00 stays 09:00 across a DST change.
+    zone = ZoneInfo(event.timezone or "UTC")
+    start = event.start.astimezone(zone)  # type: ignore[union-attr]
+    return rrulestr(_normalised_rule(event.recurrence.rrule, True), dtstart=start), zone
+
+
+def rule_problem(event: Event) -> str | None:
+    try:
+        rule, _ = _rule(event)
+    except (ValueError, TypeError, KeyError) as exc:
+        return f"the recurrence rule cannot be read ({exc})"
+    if not isinstance(rule, rrule):
+        return "the recurrence rule cannot be read"
+    return None
+
+
+def expand(event: Event, window_start: datetime, window_end: datetime) -> list[Occurrence]:
+    """Occurrences of a series overlapping the window, cancelled ones left out, moved ones moved.
+
+    Each occurrence is a single event with no ids: it is a new item for the other side.
+    """
+    assert event.recurrence is not None and event.start is not None and event.end is not None
+    rule, zone = _rule(event)
+    duration = event.end - event.start  # type: ignore[operator]
+    cancelled = {occurrence_key(c) for c in event.recurrence.cancelled}
+    moved = {occurrence_key(m.original_start): m for m in event.recurrence.moved}
+
+    if zone is None:
+        lo = datetime.combine(window_start.date(), time()) - duration - timedelta(days=1)
+        hi = datetime.combine(window_end.date(), time()) + timedelta(days=1)
+    else:
+        lo, hi = window_start - duration, window_end
+    out: list[Occurrence] = []
+    for count, when in enumerate(rule.xafter(lo, inc=True)):
+        if when > hi or count >= MAX_OCCURRENCES:
+            break
+        original: When = when.date() if zone is None else when.astimezone(UTC)
+        key = occurrence_key(original)
+        if key in cancelled:
+            continue
+        if key in moved:
+            start, end = moved[key].start, moved[key].end
+        elif zone is None:
+            start, end = original, original + duration  # type: ignore[operator]
+        else:
+            start, end = original, (when + duration).astimezone(UTC)
+        if to_utc_instant(end) <= window_start or to_utc_instant(start) >= window_end:
+            continue
+        occ = replace(
+            event,
+            start=start,
+            end=end,
+            recurrence=None,
+            calendar_id=None,
+            calendar_version=None,
+            crm_id=None,
+            crm_version=None,
+            link_id=None,
+            ical_uid=None,
+        )
+        out.append(Occurrence(key, occ))
+    return out
+
+
+def original_occurrence(event: Event, key: str) -> tuple[When, When] | None:
+    """Start and end an occurrence has by the rule alone, to tell whether a copy was moved."""
+    assert event.recurrence is not None and event.start is not None and event.end is not None
+    duration = event.end - event.start  # type: ignore[operator]
+    if event.all_day:
+        start: When = date.fromisoformat(key)
+    else:
+        start = datetime.fromisoformat(key)
+    return start, start + duration  # type: ignore[operator]
+
+
+def overlaps_window(event: Event, window_start: datetime, window_end: datetime) -> bool:
+    if event.recurrence is not None:
+        return bool(expand(event, window_start, window_end))
+    assert event.start is not None and event.end is not None
+    end = to_utc_instant(event.end)
+    start = to_utc_instant(event.start)
+    if end == start:
+        return window_start <= start < window_end
+    return end > window_start and start < window_end

@@ -1,0 +1,1 @@
+"""Calendar provider tests (a package, so module names never clash with other folders)."""

@@ -1,0 +1,1 @@
+"""Emulator fidelity tests; a package so its conftest never shadows the root one."""
