@@ -8,6 +8,8 @@ retries and connection states without knowing any vendor:
   user to connect again. Never retried.
 - ProviderPermissionError: signed in, but not allowed (no access to meetings/calendar).
 - ProviderConfigError: the address does not answer like that provider (wrong URL).
+- ProviderConflict: the item changed (or vanished) while we wrote it (HTTP 412); the
+  write is recorded as failed and the next run sees the newer version.
 Each message is a sentence the user can act on; it is shown in the UI as it is.
 """
 
@@ -40,3 +42,7 @@ class ProviderPermissionError(ProviderError):
 
 class ProviderConfigError(ProviderError):
     connection_status = "error"
+
+
+class ProviderConflict(ProviderError):
+    pass

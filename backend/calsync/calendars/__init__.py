@@ -15,6 +15,7 @@ from importlib import import_module
 from calsync.provider_errors import (
     ProviderAuthError,
     ProviderConfigError,
+    ProviderConflict,
     ProviderError,
     ProviderPermissionError,
     ProviderTransientError,
@@ -23,6 +24,8 @@ from calsync.provider_errors import (
 # Provider key (as stored on the connection) -> "module:class".
 PROVIDERS: dict[str, str] = {
     "caldav": "calsync.calendars.caldav:CaldavCalendar",
+    "outlook": "calsync.calendars.graph:GraphCalendar",  # personal accounts (consumers)
+    "office365": "calsync.calendars.graph:GraphCalendar",  # work or school (organizations)
 }
 
 
@@ -37,10 +40,6 @@ def adapter_class(provider: str) -> type:
         ) from None
     module, _, name = target.partition(":")
     return getattr(import_module(module), name)
-
-
-class ProviderConflict(ProviderError):
-    """The item changed on the server while being written (HTTP 412); the next run sees it."""
 
 
 __all__ = [

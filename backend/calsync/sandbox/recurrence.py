@@ -14,37 +14,14 @@ import datetime as dt
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
+
 UTC = dt.UTC
 
-# Graph accepts Windows zone names as well as IANA ones; the common ones are mapped here
-# (source: CLDR windowsZones.xml). Unknown names are rejected as the real API does.
-WINDOWS_ZONES = {
-    "UTC": "UTC",
-    "Coordinated Universal Time": "UTC",
-    "GMT Standard Time": "Europe/London",
-    "Greenwich Standard Time": "Atlantic/Reykjavik",
-    "W. Europe Standard Time": "Europe/Berlin",
-    "Central Europe Standard Time": "Europe/Budapest",
-    "Central European Standard Time": "Europe/Warsaw",
-    "Romance Standard Time": "Europe/Paris",
-    "E. Europe Standard Time": "Europe/Chisinau",
-    "FLE Standard Time": "Europe/Kiev",
-    "Russian Standard Time": "Europe/Moscow",
-    "Eastern Standard Time": "America/New_York",
-    "Central Standard Time": "America/Chicago",
-    "Mountain Standard Time": "America/Denver",
-    "US Mountain Standard Time": "America/Phoenix",
-    "Pacific Standard Time": "America/Los_Angeles",
-    "Alaskan Standard Time": "America/Anchorage",
-    "Hawaiian Standard Time": "Pacific/Honolulu",
-    "E. South America Standard Time": "America/Sao_Paulo",
-    "India Standard Time": "Asia/Kolkata",
-    "China Standard Time": "Asia/Shanghai",
-    "Tokyo Standard Time": "Asia/Tokyo",
-    "Singapore Standard Time": "Asia/Singapore",
-    "AUS Eastern Standard Time": "Australia/Sydney",
-    "New Zealand Standard Time": "Pacific/Auckland",
-}
+# Graph accepts every Windows zone name as well as IANA ones. The full CLDR
+# windowsZones.xml table ships with icalendar; unknown names are rejected as the real
+# API does.
+WINDOWS_ZONES = {"UTC": "UTC", "Coordinated Universal Time": "UTC", **WINDOWS_TO_OLSON}
 
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 INDEXES = ["first", "second", "third", "fourth", "last"]

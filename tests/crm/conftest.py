@@ -1,0 +1,188 @@
+"""Fixtures for the CRM connector tests: emulators over real HTTP and a `crm_provider`.
+
+`crm_provider` runs the contract suite once per entry of `PROVIDERS`. To add a CRM, write
+a factory returning a `CrmProvider` (the adapter plus the few things only a test does: act
+as a CRM user, lose an answer, make deletions visible) and add it to `PROVIDERS`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import requests
+
+from calsync.crm.suitecrm import SuiteCrmAdapter
+from calsync.sandbox.suitecrm import API_V4_1, API_V8, SuiteCrmEmulator
+
+USER = "alice"
+PASSWORD = "correct horse battery"
+USER_EMAIL = "alice@acme.test"
+CLIENT_ID = "calsync-client"
+CLIENT_SECRET = "client-secret-123"
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+class HookedSession(requests.Session):
+    """A requests.Session whose requests tests can watch, alter or cut short.
+
+    `before(method, url, kwargs)` runs before a request is sent; `lose(method, url, kwargs)`
+    returning True sends the request and then raises ConnectionError, as when the answer is
+    lost on the way back (the write happened, the caller cannot know).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, str, dict[str, Any]]] = []
+        self.before: Callable[[str, str, dict[str, Any]], None] | None = None
+        self.lose: Callable[[str, str, dict[str, Any]], bool] | None = None
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        self.sent.append((method, url, kwargs))
+        if self.before is not None:
+            self.before(method, url, kwargs)
+        resp = super().request(method, url, *args, **kwargs)
+        if self.lose is not None and self.lose(method, url, kwargs):
+            self.lose = None
+            raise requests.ConnectionError("connection reset after the request was sent")
+        return resp
+
+
+def v41_method(kwargs: dict[str, Any]) -> str:
+    data = kwargs.get("data") or {}
+    return str(data.get("method", "")) if isinstance(data, dict) else ""
+
+
+@pytest.fixture
+def suitecrm() -> Iterator[SuiteCrmEmulator]:
+    """A SuiteCRM 7 offering both APIs, with Alice and an OAuth client for calsync."""
+    with SuiteCrmEmulator(seed=7) as emu:
+        emu.add_user(USER, PASSWORD, USER_EMAIL, first_name="Alice", last_name="Admin")
+        emu.add_client(CLIENT_ID, CLIENT_SECRET)
+        yield emu
+
+
+def make_emulator(**kw: Any) -> SuiteCrmEmulator:
+    emu = SuiteCrmEmulator(seed=7, **kw).start()
+    emu.add_user(USER, PASSWORD, USER_EMAIL, first_name="Alice", last_name="Admin")
+    emu.add_client(CLIENT_ID, CLIENT_SECRET)
+    return emu
+
+
+def connect_adapter(
+    emu: SuiteCrmEmulator, api: str, session: requests.Session | None = None, **kw: Any
+) -> SuiteCrmAdapter:
+    client = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET} if api == API_V8 else {}
+    conn = SuiteCrmAdapter.connect(emu.url, USER, PASSWORD, session=session, **client)
+    assert conn.api == api
+    return SuiteCrmAdapter(conn.credentials, session=session, **kw)
+
+
+@dataclass
+class CrmProvider:
+    """One CRM under test, as the contract suite sees it."""
+
+    name: str
+    adapter: Any
+    session: HookedSession
+    # A CRM user's own actions, straight in the CRM (not through the adapter):
+    user_create: Callable[[str, datetime], str]
+    user_edit: Callable[[str, str], None]  # (id, new title)
+    user_delete: Callable[[str], None]
+    add_person: Callable[[str, str], str]  # (kind "contact"|"lead"|"user", email) -> id
+    related_emails: Callable[[str], set[str]]  # what the CRM relates a meeting to
+    # Makes the next listing see deletions when the CRM cannot list them (e.g. by letting
+    # time pass until the adapter asks for a full listing).
+    reveal_deletions: Callable[[], None]
+    # Keeps the CRM's clock on one instant of its date_modified grain while active.
+    same_instant: Callable[[], contextlib.AbstractContextManager[None]]
+    # True for the request that writes a new meeting (to lose its answer).
+    is_create_request: Callable[[str, str, dict[str, Any]], bool]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _suitecrm_provider(api: str) -> Callable[[], Iterator[CrmProvider]]:
+    def factory() -> Iterator[CrmProvider]:
+        emu = make_emulator()
+        session = HookedSession()
+        adapter = connect_adapter(emu, api, session=session, page_size=50)
+        user_id = adapter.credentials.get("user_id") or next(
+            r["id"] for r in emu.records["Users"].values() if r["user_name"] == USER
+        )
+
+        def user_create(title: str, start: datetime) -> str:
+            return emu.add_meeting(
+                user_id,
+                name=title,
+                date_start=start.strftime("%Y-%m-%d %H:%M:%S"),
+                date_end=(start + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S"),
+            )
+
+        def add_person(kind: str, email: str) -> str:
+            if kind == "contact":
+                return emu.add_contact(email, "Carla", "Contact")
+            if kind == "lead":
+                return emu.add_lead(email, "Leo", "Lead")
+            return emu.add_user(email.split("@")[0], "pw", email)
+
+        def related_emails(meeting_id: str) -> set[str]:
+            out = set()
+            for rel in emu.related(meeting_id):
+                out.add(emu.records[rel["module"]][rel["bean_id"]]["email1"].lower())
+            return out
+
+        def reveal_deletions() -> None:
+            if not adapter.lists_deletions:
+                emu.advance_clock(adapter.full_listing_every.total_seconds() + 60)
+
+        @contextlib.contextmanager
+        def same_instant() -> Iterator[None]:
+            # Pinned to the start of a minute, which is one instant for both grains.
+            now = emu.now()
+            emu.freeze_clock(now - now % 60 + 60)
+            try:
+                yield
+            finally:
+                emu.unfreeze_clock()
+
+        def is_create_request(method: str, url: str, kwargs: dict[str, Any]) -> bool:
+            if api == API_V8:
+                return method == "POST" and url.endswith("/Api/V8/module")
+            data = kwargs.get("data") or {}
+            return v41_method(kwargs) == "set_entry" and '"id"' not in data.get("rest_data", "")
+
+        try:
+            yield CrmProvider(
+                name=f"suitecrm-{api}",
+                adapter=adapter,
+                session=session,
+                user_create=user_create,
+                user_edit=lambda item_id, title: emu.edit_meeting(item_id, name=title),
+                user_delete=emu.delete_meeting,
+                add_person=add_person,
+                related_emails=related_emails,
+                reveal_deletions=reveal_deletions,
+                same_instant=same_instant,
+                is_create_request=is_create_request,
+                extra={"emulator": emu},
+            )
+        finally:
+            emu.stop()
+
+    return factory
+
+
+# Dynamics will add its own factory here.
+PROVIDERS: dict[str, Callable[[], Iterator[CrmProvider]]] = {
+    "suitecrm-v8": _suitecrm_provider(API_V8),
+    "suitecrm-v4_1": _suitecrm_provider(API_V4_1),
+}
+
+
+@pytest.fixture(params=sorted(PROVIDERS))
+def crm_provider(request: pytest.FixtureRequest) -> Iterator[CrmProvider]:
+    yield from PROVIDERS[request.param]()
