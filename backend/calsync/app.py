@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flask import Flask, jsonify, redirect, send_from_directory
-from flask_smorest import Api
-from werkzeug.exceptions import HTTPException, NotFound
+from flask import Flask, redirect, send_from_directory
 
-from calsync import health, runtime
+from calsync import api, health, runtime
+from calsync.api import errors
+from calsync.api.services import EXTENSION as SERVICES
+from calsync.api.services import Services
+from calsync.auth import session as auth_session
 from calsync.config import Config
+from calsync.security import csrf, headers, ratelimit
 
 # The add-in is static files (no build step) kept at the top of the repository.
 ADDIN_DIR = Path(os.environ.get("CALSYNC_ADDIN_DIR", Path(__file__).parents[2] / "addin"))
@@ -36,13 +39,24 @@ def create_app(config: Config | None = None, rt: runtime.Runtime | None = None) 
         OPENAPI_VERSION="3.1.0",
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
+        # Interactive docs load Swagger UI from a CDN; nothing else needs the internet.
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
     )
     app.extensions["calsync"] = rt
+    app.extensions[SERVICES] = Services(config, rt.redis)
 
-    Api(app)
+    # Order matters: CSRF is checked before any view; the rate limits wrap the views the
+    # blueprints registered, so they come after them.
+    csrf.init_app(app)
+    auth_session.init_app(app)
+    smorest = errors.CalsyncApi(app)
+    api.register(smorest, development=not config.is_production)
     app.register_blueprint(health.bp)
     _register_addin(app)
-    _register_errors(app)
+    errors.init_app(app)
+    ratelimit.init_app(app, config, rt.redis_url)
+    headers.init_app(app, production=config.is_production)
     return app
 
 
@@ -56,20 +70,3 @@ def _register_addin(app: Flask) -> None:
         if (ADDIN_DIR / "autosync.html").exists():
             return redirect(AUTOSYNC_PAGE)
         return redirect("/healthz")
-
-
-def _register_errors(app: Flask) -> None:
-    """One JSON error shape everywhere; never a stack trace or SQL in a response."""
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
-        message = exc.description or exc.name
-        if isinstance(exc, NotFound):
-            message = "There is nothing at this address."
-        return jsonify(error={"status": exc.code, "message": message}), exc.code
-
-    @app.errorhandler(Exception)
-    def unexpected_error(exc: Exception):  # type: ignore[no-untyped-def]
-        app.logger.exception("unhandled error")
-        message = "Something went wrong on our side. Try again in a minute."
-        return jsonify(error={"status": 500, "message": message}), 500

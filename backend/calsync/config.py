@@ -9,17 +9,22 @@ generated there on first use. Production refuses to start until every secret is 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import limits
 from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 DEVELOPMENT = "development"
 PRODUCTION = "production"
+
+DEFAULT_MICROSOFT_JWKS_URL = "https://login.microsoftonline.com/common/discovery/v2.0/keys"
+DEFAULT_MICROSOFT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 
 # Values that ship in examples and docs; a production deployment using one is not secret.
 KNOWN_DEFAULT_SECRETS = {"", "dev", "change-me", "changeme", "secret", "development"}
@@ -47,6 +52,21 @@ class Config:
     google_client_id: str | None = None
     google_client_secret: str | None = None
     sync_run_retention_days: int = 90
+    # Seconds between RQ's retries of a sync that hit a transient fault (one per retry).
+    retry_intervals: tuple[int, ...] = (30, 60, 120, 300, 600)
+    # Sign-in with Microsoft: where the token signing keys are published, which login host
+    # the web sign-in talks to (the sandbox's emulator can stand in), which tenants may
+    # sign in (empty: any work or school tenant).
+    microsoft_jwks_url: str = DEFAULT_MICROSOFT_JWKS_URL
+    microsoft_authority_host: str = DEFAULT_MICROSOFT_AUTHORITY_HOST
+    microsoft_allowed_tenants: frozenset[str] = frozenset()
+    # Host names a user-supplied URL may name even though they resolve to a private,
+    # loopback or link-local address (an on-premises CRM, the local sandbox). Set by the
+    # operator, never by an organization's admin: that would reopen the SSRF hole.
+    url_allowed_hosts: frozenset[str] = frozenset()
+    # Requests per client address, in the "N per minute" notation of the limits library.
+    signin_rate_limit: str = "20 per minute"
+    connect_rate_limit: str = "10 per minute"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -117,12 +137,40 @@ class Config:
             base_url = f"http://localhost:{env_vars.get('PORT', '3000')}"
         base_url = validate_base_url(base_url, production=production)
 
+        retry_intervals = _retry_intervals(env_vars.get("CALSYNC_RETRY_INTERVALS", ""))
         retention = env_vars.get("CALSYNC_RUN_RETENTION_DAYS", "90")
         if not retention.isdigit() or int(retention) < 1:
             raise ConfigError(
                 f"CALSYNC_RUN_RETENTION_DAYS must be a whole number of days (1 or more), "
                 f"not {retention!r}."
             )
+
+        jwks_url = _setting_url(
+            env_vars, "MICROSOFT_JWKS_URL", DEFAULT_MICROSOFT_JWKS_URL, production=production
+        )
+        authority_host = _setting_url(
+            env_vars,
+            "MICROSOFT_AUTHORITY_HOST",
+            DEFAULT_MICROSOFT_AUTHORITY_HOST,
+            production=production,
+        ).rstrip("/")
+        allowed_tenants = _word_list(env_vars.get("MICROSOFT_ALLOWED_TENANTS", ""))
+        for tenant in allowed_tenants:
+            if not _TENANT_ID.fullmatch(tenant):
+                raise ConfigError(
+                    f"MICROSOFT_ALLOWED_TENANTS: {tenant!r} is not a tenant id; list directory "
+                    "(tenant) ids such as 72f988bf-86f1-41af-91ab-2d7cd011db47, comma-separated."
+                )
+        url_allowed_hosts = _word_list(env_vars.get("CALSYNC_URL_ALLOWED_HOSTS", ""))
+        for host in url_allowed_hosts:
+            if not _HOST_NAME.fullmatch(host):
+                raise ConfigError(
+                    f"CALSYNC_URL_ALLOWED_HOSTS: {host!r} is not a host name; list bare host "
+                    "names such as crm.internal.example.com, comma-separated, without scheme "
+                    "or port."
+                )
+        signin_limit = _rate_limit(env_vars, "CALSYNC_SIGNIN_RATE_LIMIT", "20 per minute")
+        connect_limit = _rate_limit(env_vars, "CALSYNC_CONNECT_RATE_LIMIT", "10 per minute")
 
         return cls(
             env=env,
@@ -137,6 +185,13 @@ class Config:
             google_client_id=env_vars.get("GOOGLE_CLIENT_ID") or None,
             google_client_secret=env_vars.get("GOOGLE_CLIENT_SECRET") or None,
             sync_run_retention_days=int(retention),
+            retry_intervals=retry_intervals,
+            microsoft_jwks_url=jwks_url,
+            microsoft_authority_host=authority_host,
+            microsoft_allowed_tenants=allowed_tenants,
+            url_allowed_hosts=url_allowed_hosts,
+            signin_rate_limit=signin_limit,
+            connect_rate_limit=connect_limit,
         )
 
 
@@ -196,6 +251,48 @@ def validate_base_url(url: str, *, production: bool) -> str:
             "BASE_URL must use https in production: Outlook loads add-ins over https only."
         )
     return url
+
+
+_TENANT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+def _retry_intervals(raw: str) -> tuple[int, ...]:
+    if not raw.strip():
+        return Config.retry_intervals
+    parts = [p.strip() for p in raw.split(",")]
+    if not all(p.isdigit() and int(p) > 0 for p in parts) or len(parts) > 20:
+        raise ConfigError(
+            "CALSYNC_RETRY_INTERVALS must list whole seconds between retries, comma-separated "
+            f"(e.g. 30,60,120), not {raw!r}."
+        )
+    return tuple(int(p) for p in parts)
+
+
+def _word_list(raw: str) -> frozenset[str]:
+    return frozenset(word.strip().lower() for word in raw.split(",") if word.strip())
+
+
+def _setting_url(env_vars: dict[str, str], name: str, default: str, *, production: bool) -> str:
+    """An operator-chosen URL: absolute, and https in production (keys must not be spoofed)."""
+    url = env_vars.get(name, "").strip() or default
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must be an absolute http(s) URL, not {url!r}.")
+    if production and parts.scheme != "https":
+        raise ConfigError(f"{name} must use https in production, not {url!r}.")
+    return url
+
+
+def _rate_limit(env_vars: dict[str, str], name: str, default: str) -> str:
+    value = env_vars.get(name, "").strip() or default
+    try:
+        limits.parse(value)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be a rate such as '20 per minute' or '100/hour', not {value!r}."
+        ) from None
+    return value
 
 
 def _require_secret(name: str, value: str, what: str) -> None:

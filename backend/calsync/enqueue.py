@@ -27,8 +27,8 @@ from calsync.runtime import QUEUE_SYNC, Runtime
 JOB_TIMEOUTS = {"sync": 30 * 60, "cleanup": 15 * 60, "reset": 30 * 60}
 # Several push notifications within this many seconds give one sync.
 PUSH_DEBOUNCE_SECONDS = 3
-DEFAULT_RETRY_INTERVALS = (30, 60, 120, 300, 600)
-_ACTIVE_TTL = max(JOB_TIMEOUTS.values()) + 15 * 60 + sum(DEFAULT_RETRY_INTERVALS)
+# Longer than any job can stay queued, retried or running: a crashed worker's claim expires.
+_ACTIVE_TTL = 4 * 3600
 
 # KEYS: active, again. ARGV: new job id, job key prefix, ttl.
 # Returns the live job id when the trigger is absorbed, or nothing when the caller
@@ -77,7 +77,7 @@ def user_rate_limit(user_id: int) -> RateLimit:
     return RateLimit(key=f"calsync-user-{user_id}", concurrency=1)
 
 
-def retry_policy(intervals: tuple[int, ...] = DEFAULT_RETRY_INTERVALS) -> Retry:
+def retry_policy(intervals: tuple[int, ...]) -> Retry:
     return Retry(max=len(intervals), interval=list(intervals))
 
 
@@ -96,7 +96,7 @@ def enqueue_sync(rt: Runtime, user_id: int, trigger: str) -> Enqueued:
     options: dict[str, Any] = dict(
         job_id=job_id,
         job_timeout=JOB_TIMEOUTS["sync"],
-        retry=retry_policy(_retry_intervals(rt)),
+        retry=retry_policy(rt.config.retry_intervals),
         rate_limit=user_rate_limit(user_id),
         description=f"sync user {user_id} ({trigger})",
         failure_ttl=7 * 24 * 3600,
@@ -115,10 +115,6 @@ def enqueue_sync(rt: Runtime, user_id: int, trigger: str) -> Enqueued:
 def release_sync(rt: Runtime, user_id: int, job_id: str) -> bool:
     """Mark the user's sync as ended; True if a trigger arrived meanwhile."""
     return bool(rt.redis.eval(_RELEASE, 2, *_keys(user_id), job_id))
-
-
-def _retry_intervals(rt: Runtime) -> tuple[int, ...]:
-    return getattr(rt.config, "retry_intervals", None) or DEFAULT_RETRY_INTERVALS
 
 
 def _new_run(rt: Runtime, user_id: int, kind: str, trigger: str, job_id: str) -> int:

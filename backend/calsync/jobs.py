@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from rq import get_current_job
@@ -29,6 +29,9 @@ from calsync.provider_errors import (
     ProviderTransientError,
 )
 from calsync.store import SqlSyncStore
+
+if TYPE_CHECKING:
+    from calsync.connections import Sides
 from calsync.sync import SyncAborted, run_sync
 from calsync.sync.errors import ListingFailed
 
@@ -61,7 +64,7 @@ def sync_user(user_id: int, run_id: int) -> dict[str, Any]:
 
 
 def _sync(rt: runtime.Runtime, user_id: int, run_id: int, job: Any) -> dict[str, Any]:
-    from calsync.connections import open_sides  # adapters pull in every vendor module
+    from calsync.connections import open_sides
 
     with transaction(rt.sessions) as session:
         user = session.get(User, user_id)
@@ -80,6 +83,21 @@ def _sync(rt: runtime.Runtime, user_id: int, run_id: int, job: Any) -> dict[str,
             job.save_meta()
 
     store = SqlSyncStore(rt.sessions, user_id)
+    try:
+        return _run_engine(rt, user_id, run_id, sides, store, progress)
+    finally:
+        # Whatever happened, tokens refreshed during the run are the only valid ones now.
+        _save_credentials(rt, sides.rotated_credentials())
+
+
+def _run_engine(
+    rt: runtime.Runtime,
+    user_id: int,
+    run_id: int,
+    sides: Sides,
+    store: SqlSyncStore,
+    progress: Any,
+) -> dict[str, Any]:
     try:
         result = run_sync(
             sides.calendar,
@@ -136,7 +154,7 @@ def enqueue_due_syncs() -> int:
         for connection in connections:
             user = connection.user
             profile = effective_profile(session, user)
-            interval = auto_sync_interval_minutes(profile.settings if profile else None)
+            interval = auto_sync_interval_minutes(profile)
             last = session.scalar(
                 select(SyncRun.created_at)
                 .where(SyncRun.user_id == user.id, SyncRun.kind == "sync")
@@ -157,6 +175,16 @@ def purge_old_runs() -> int:
     with transaction(rt.sessions) as session:
         result = session.execute(delete(SyncRun).where(SyncRun.created_at < cutoff))
         return result.rowcount or 0
+
+
+def _save_credentials(rt: runtime.Runtime, changed: dict[int, Any]) -> None:
+    if not changed:
+        return
+    with transaction(rt.sessions) as session:
+        for connection_id, secret in changed.items():
+            connection = session.get(Connection, connection_id)
+            if connection is not None:
+                connection.secret = dict(secret)
 
 
 def _start_run(rt: runtime.Runtime, run_id: int) -> None:

@@ -1,41 +1,123 @@
-"""A user's effective settings: their assigned sync profile, or the organization's global one."""
+"""Sync settings as a profile stores them: the engine's settings plus the sync interval.
+
+Used by the API (validation, effective settings) and by the jobs (engine settings,
+automatic sync interval).
+
+``auto_sync_interval_minutes`` belongs to the profile (the scheduler reads it), not to
+the engine, so it is validated here and stripped before ``SyncSettings`` sees the rest.
+A user's effective settings are their profile's, or the organization's global ones.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from calsync.models import SyncProfile, User
-from calsync.sync.settings import SyncSettings
+from calsync.sync.settings import LABELS, SyncSettings
 
-AUTO_SYNC_INTERVAL_DEFAULT = 15
-AUTO_SYNC_INTERVAL_MINIMUM = 5
-# Profile settings that belong to scheduling, not to the engine.
-SCHEDULING_KEYS = ("auto_sync_interval_minutes",)
+GLOBAL_PROFILE_NAME = "Global settings"
+INTERVAL = "auto_sync_interval_minutes"
+DEFAULT_INTERVAL_MINUTES = 15
+MIN_INTERVAL_MINUTES = 5
+MAX_INTERVAL_MINUTES = 24 * 60
+
+# Every label the user sees for a profile setting, for error messages.
+SETTING_LABELS = {**LABELS, INTERVAL: "Automatic sync interval (minutes)"}
 
 
-def effective_profile(session: Session, user: User) -> SyncProfile | None:
+class InvalidSettings(ValueError):
+    """Settings refused; ``field`` names the setting, the message uses its label."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def default_profile_settings() -> dict[str, Any]:
+    return {**SyncSettings().to_dict(), INTERVAL: DEFAULT_INTERVAL_MINUTES}
+
+
+def validate_profile_settings(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Complete ``values`` with defaults and validate them; return the dict to store."""
+    engine_values = {k: v for k, v in values.items() if k != INTERVAL}
+    interval = values.get(INTERVAL, DEFAULT_INTERVAL_MINUTES)
+    label = SETTING_LABELS[INTERVAL]
+    if isinstance(interval, bool) or not isinstance(interval, int):
+        raise InvalidSettings(INTERVAL, f'"{label}" must be a whole number of minutes.')
+    if not MIN_INTERVAL_MINUTES <= interval <= MAX_INTERVAL_MINUTES:
+        raise InvalidSettings(
+            INTERVAL,
+            f'"{label}" must be between {MIN_INTERVAL_MINUTES} and {MAX_INTERVAL_MINUTES}.',
+        )
+    try:
+        engine = SyncSettings.from_dict(engine_values)
+    except (ValueError, TypeError) as exc:
+        raise InvalidSettings(_field_named_in(str(exc), engine_values), str(exc)) from None
+    return {**engine.to_dict(), INTERVAL: interval}
+
+
+def stored_settings(profile: SyncProfile) -> dict[str, Any]:
+    """A profile's settings, completed with defaults for keys added since it was saved."""
+    merged = {**default_profile_settings(), **(profile.settings or {})}
+    try:
+        return validate_profile_settings(merged)
+    except InvalidSettings:
+        # A value no longer accepted (an option removed): fall back to the defaults rather
+        # than fail every sync of the users on this profile.
+        return default_profile_settings()
+
+
+def global_profile(session: Session, organization_id: int) -> SyncProfile:
+    profile = session.scalar(
+        select(SyncProfile).where(
+            SyncProfile.organization_id == organization_id, SyncProfile.is_global.is_(True)
+        )
+    )
+    if profile is None:  # organizations made before profiles existed
+        profile = SyncProfile(
+            organization_id=organization_id,
+            name=GLOBAL_PROFILE_NAME,
+            is_global=True,
+            settings=default_profile_settings(),
+        )
+        session.add(profile)
+        session.flush()
+    return profile
+
+
+def effective_profile(session: Session, user: User) -> SyncProfile:
+    """The profile whose settings apply to ``user``: their own, or the global one."""
     if user.sync_profile_id is not None:
         profile = session.get(SyncProfile, user.sync_profile_id)
         if profile is not None and profile.organization_id == user.organization_id:
             return profile
-    return session.scalar(
-        select(SyncProfile).where(
-            SyncProfile.organization_id == user.organization_id, SyncProfile.is_global
-        )
-    )
+    return global_profile(session, user.organization_id)
 
 
-def engine_settings(stored: dict[str, Any] | None) -> SyncSettings:
-    """The engine's settings from a profile's stored JSON (scheduling keys left out)."""
-    values = {k: v for k, v in (stored or {}).items() if k not in SCHEDULING_KEYS}
+def _field_named_in(message: str, values: Mapping[str, Any]) -> str | None:
+    for name, label in LABELS.items():
+        if f'"{label}"' in message:
+            return name
+    for name in values:
+        if repr(name) in message:
+            return name
+    return None
+
+
+def engine_settings(profile: SyncProfile | None) -> SyncSettings:
+    """The engine's settings of a profile (the interval left out); defaults without one."""
+    if profile is None:
+        return SyncSettings()
+    values = stored_settings(profile)
+    values.pop(INTERVAL)
     return SyncSettings.from_dict(values)
 
 
-def auto_sync_interval_minutes(stored: dict[str, Any] | None) -> int:
-    value = (stored or {}).get("auto_sync_interval_minutes", AUTO_SYNC_INTERVAL_DEFAULT)
-    if isinstance(value, bool) or not isinstance(value, int):
-        return AUTO_SYNC_INTERVAL_DEFAULT
-    return max(value, AUTO_SYNC_INTERVAL_MINIMUM)
+def auto_sync_interval_minutes(profile: SyncProfile | None) -> int:
+    if profile is None:
+        return DEFAULT_INTERVAL_MINUTES
+    return int(stored_settings(profile)[INTERVAL])
