@@ -175,7 +175,9 @@ def worker(queues: tuple[str, ...], burst: bool) -> None:
     config = load_config()
     url = require_services(config)
     # with_scheduler: RQ's Retry intervals need a scheduler to re-enqueue delayed jobs.
-    Worker(list(queues or QUEUES), connection=redis_client(url)).work(
+    # maintenance_interval: how soon a job abandoned by a crashed worker is found and
+    # retried (RQ's default is 10 minutes; a user's sync would wait that long).
+    Worker(list(queues or QUEUES), connection=redis_client(url), maintenance_interval=60).work(
         burst=burst, with_scheduler=True
     )
 
