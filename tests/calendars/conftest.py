@@ -22,9 +22,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
+
+from .google_fixtures import GoogleHarness, google_emulator  # noqa: F401 - a fixture
+from .graph_fixtures import GraphHarness, graph_emulator  # noqa: F401 - a fixture
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 USER = "alice"
@@ -154,6 +158,9 @@ class CaldavHarness:
     """The CalDAV provider under contract test, with a plain HTTP client beside it."""
 
     name = "caldav"
+    # What the provider itself decides about a written event (see test_contract.as_stored).
+    organizer_is_the_owner = False
+    keeps_silent_attendees = True
 
     def __init__(self, server: RadicaleServer) -> None:
         from calsync.calendars.caldav import CaldavCalendar
@@ -225,10 +232,15 @@ def _unfolded(text: str) -> list[str]:
     return text.replace("\r\n ", "").replace("\n ", "").splitlines()
 
 
-@pytest.fixture(params=["caldav"])
-def calendar_provider(request: pytest.FixtureRequest) -> Iterator[CaldavHarness]:
+@pytest.fixture(params=["caldav", "google", "graph"])
+def calendar_provider(request: pytest.FixtureRequest) -> Iterator[Any]:
+    harness: Any
     if request.param == "caldav":
         harness = CaldavHarness(request.getfixturevalue("radicale"))
+    elif request.param == "google":
+        harness = GoogleHarness(request.getfixturevalue("google_emulator"))
+    elif request.param == "graph":
+        harness = GraphHarness(request.getfixturevalue("graph_emulator"))
     else:  # pragma: no cover - future providers add their harness here
         raise AssertionError(request.param)
     with contextlib.closing(harness):

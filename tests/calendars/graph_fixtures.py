@@ -97,6 +97,15 @@ class GraphHarness:
     """The Graph provider under contract test, with the emulator as the "other client"."""
 
     name = "graph"
+    # Outlook makes the mailbox owner the organizer of every event it creates.
+    organizer_is_the_owner = True
+    # Graph emails every attendee it is given, so a silent write carries none (the
+    # adapter lists them in the body instead).
+    keeps_silent_attendees = False
+
+    @property
+    def owner(self) -> str:
+        return self.address
 
     def __init__(self, emu: GraphEmulator) -> None:
         self.emu = emu

@@ -7,6 +7,7 @@ to `run_sync`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -48,6 +49,18 @@ def meeting(title: str = "Pipeline review", **changes: object) -> Event:
     }
     fields.update(changes)
     return Event(**fields)  # type: ignore[arg-type]
+
+
+def as_stored(provider, event: Event) -> Event:  # type: ignore[no-untyped-def]
+    """The event as this provider can keep it when written silently: some make the account's
+    owner the organizer of everything written to it, and some cannot hold attendees without
+    emailing them. The engine sees exactly this read back; anything else must survive."""
+    changes: dict[str, object] = {}
+    if provider.organizer_is_the_owner:
+        changes["organizer"] = provider.owner
+    if not provider.keeps_silent_attendees:
+        changes["invitees"] = ()
+    return replace(event, **changes)  # type: ignore[arg-type]
 
 
 def listed(page: ChangePage) -> dict[str, Event]:
@@ -117,8 +130,9 @@ def test_created_single_event_reads_back_with_the_same_content(calendar_provider
     written = calendar_provider.adapter.create(event, link_id="link-single", notify=False)
     assert written.calendar_id and written.calendar_version
     assert written.link_id == "link-single"
-    assert content_hash(written) == content_hash(event)
-    assert content_hash(calendar_provider.adapter.get(written.calendar_id)) == content_hash(event)
+    expected = content_hash(as_stored(calendar_provider, event))
+    assert content_hash(written) == expected
+    assert content_hash(calendar_provider.adapter.get(written.calendar_id)) == expected
 
 
 def test_all_day_event_is_stored_as_dates_not_midnights(calendar_provider):
@@ -171,7 +185,7 @@ def test_weekly_series_keeps_its_moved_and_cancelled_occurrences(calendar_provid
     assert read.recurrence.rrule == "FREQ=WEEKLY;COUNT=6;BYDAY=MO"
     assert read.recurrence.cancelled == (second,)
     assert read.recurrence.moved == series.recurrence.moved
-    assert content_hash(read) == content_hash(series)
+    assert content_hash(read) == content_hash(as_stored(calendar_provider, series))
 
 
 def test_all_day_series_keeps_its_date_exceptions(calendar_provider):
@@ -195,7 +209,7 @@ def test_all_day_series_keeps_its_date_exceptions(calendar_provider):
     written = calendar_provider.adapter.create(series, link_id="link-day-series", notify=False)
     read = calendar_provider.adapter.get(written.calendar_id)
     assert read.recurrence == series.recurrence
-    assert content_hash(read) == content_hash(series)
+    assert content_hash(read) == content_hash(as_stored(calendar_provider, series))
 
 
 def test_a_series_that_began_before_the_window_is_listed_when_it_recurs_into_it(

@@ -26,6 +26,7 @@ PROVIDERS: dict[str, str] = {
     "caldav": "calsync.calendars.caldav:CaldavCalendar",
     "outlook": "calsync.calendars.graph:GraphCalendar",  # personal accounts (consumers)
     "office365": "calsync.calendars.graph:GraphCalendar",  # work or school (organizations)
+    "google": "calsync.calendars.google:GoogleCalendar",
 }
 
 
