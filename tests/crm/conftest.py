@@ -8,6 +8,7 @@ as a CRM user, lose an answer, make deletions visible) and add it to `PROVIDERS`
 from __future__ import annotations
 
 import contextlib
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,9 @@ from typing import Any
 import pytest
 import requests
 
+from calsync.crm.dynamics import DynamicsAdapter, DynamicsOAuth
 from calsync.crm.suitecrm import SuiteCrmAdapter
+from calsync.sandbox.dynamics import DynamicsEmulator
 from calsync.sandbox.suitecrm import API_V4_1, API_V8, SuiteCrmEmulator
 
 USER = "alice"
@@ -176,10 +179,141 @@ def _suitecrm_provider(api: str) -> Callable[[], Iterator[CrmProvider]]:
     return factory
 
 
-# Dynamics will add its own factory here.
+# -- Dynamics 365 ---------------------------------------------------------------------------
+
+MS_CLIENT_ID = "calsync-test-app"
+MS_CLIENT_SECRET = "calsync-test-secret"
+MS_REDIRECT = "http://localhost:3000/api/connect/dynamics/callback"
+
+
+def dynamics_session(emu: DynamicsEmulator) -> HookedSession:
+    session = HookedSession()
+    session.verify = emu.ca_file  # the emulator's throwaway certificate (msal needs https)
+    session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
+    return session
+
+
+def dynamics_blob(
+    emu: DynamicsEmulator, session: requests.Session, email: str = USER_EMAIL
+) -> dict[str, Any]:
+    """The Microsoft sign-in as the API layer runs it: start, browser redirect, finish."""
+    oauth = DynamicsOAuth(
+        MS_CLIENT_ID,
+        MS_CLIENT_SECRET,
+        emu.url,
+        authority_host=emu.url,
+        session=session,
+        allow_local=True,
+    )
+    url, flow = oauth.start_auth(MS_REDIRECT, "state-123", login_hint=email)
+    redirect = session.get(url, allow_redirects=False, timeout=10)
+    location = urllib.parse.urlparse(redirect.headers["Location"])
+    blob, signed_in = oauth.finish_auth(flow, dict(urllib.parse.parse_qsl(location.query)))
+    assert signed_in == email
+    return blob
+
+
+def dynamics_adapter(
+    emu: DynamicsEmulator,
+    session: requests.Session,
+    email: str = USER_EMAIL,
+    **kw: Any,
+) -> DynamicsAdapter:
+    conn = DynamicsAdapter.connect(
+        dynamics_blob(emu, session, email),
+        client_id=MS_CLIENT_ID,
+        client_secret=MS_CLIENT_SECRET,
+        authority_host=emu.url,
+        session=session,
+        allow_local=True,
+    )
+    return DynamicsAdapter(
+        conn.credentials,
+        client_id=MS_CLIENT_ID,
+        client_secret=MS_CLIENT_SECRET,
+        authority_host=emu.url,
+        session=session,
+        allow_local=True,
+        sleep=lambda _s: None,
+        **kw,
+    )
+
+
+def make_dynamics(change_tracking: bool = True) -> DynamicsEmulator:
+    emu = DynamicsEmulator(seed=7, change_tracking=change_tracking).start()
+    emu.add_user(USER_EMAIL, "Alice Admin")
+    return emu
+
+
+def _dynamics_provider(change_tracking: bool) -> Callable[[], Iterator[CrmProvider]]:
+    def factory() -> Iterator[CrmProvider]:
+        emu = make_dynamics(change_tracking)
+        session = dynamics_session(emu)
+        adapter = dynamics_adapter(emu, session, page_size=50)
+        user_id = adapter.user_id
+
+        def user_create(title: str, start: datetime) -> str:
+            return emu.add_appointment(user_id, title, start, start + timedelta(hours=1))
+
+        def add_person(kind: str, email: str) -> str:
+            if kind == "contact":
+                return emu.add_contact(email, "Carla", "Contact")
+            if kind == "lead":
+                return emu.add_lead(email, "Leo", "Lead")
+            return emu.add_user(email, email.split("@")[0].title())
+
+        def related_emails(appointment_id: str) -> set[str]:
+            # Attendees resolved to a contact, lead or user (unresolved addresses are not).
+            return {
+                str(p["addressused"]).lower()
+                for p in emu.appointment_parties(appointment_id)
+                if p["participationtypemask"] in (5, 6) and p["_partyid_value"]
+            }
+
+        def reveal_deletions() -> None:
+            if not adapter.lists_deletions:
+                emu.advance_clock(adapter.full_listing_every.total_seconds() + 60)
+
+        @contextlib.contextmanager
+        def same_instant() -> Iterator[None]:
+            # modifiedon has one-second grain: pinned to the start of the next second.
+            emu.freeze_clock(int(emu.now()) + 1)
+            try:
+                yield
+            finally:
+                emu.unfreeze_clock()
+
+        def is_create_request(method: str, url: str, kwargs: dict[str, Any]) -> bool:
+            return method == "POST" and url.endswith("/api/data/v9.2/appointments")
+
+        try:
+            yield CrmProvider(
+                name="dynamics-" + ("tracking" if change_tracking else "modifiedon"),
+                adapter=adapter,
+                session=session,
+                user_create=user_create,
+                user_edit=lambda item_id, title: emu.edit_appointment(item_id, subject=title),
+                user_delete=emu.delete_appointment,
+                add_person=add_person,
+                related_emails=related_emails,
+                reveal_deletions=reveal_deletions,
+                same_instant=same_instant,
+                is_create_request=is_create_request,
+                extra={"emulator": emu},
+            )
+        finally:
+            session.close()
+            emu.stop()
+
+    return factory
+
+
 PROVIDERS: dict[str, Callable[[], Iterator[CrmProvider]]] = {
     "suitecrm-v8": _suitecrm_provider(API_V8),
     "suitecrm-v4_1": _suitecrm_provider(API_V4_1),
+    # Both ways Dynamics lists changes: change tracking on, and the modifiedon fallback.
+    "dynamics-tracking": _dynamics_provider(change_tracking=True),
+    "dynamics-modifiedon": _dynamics_provider(change_tracking=False),
 }
 
 

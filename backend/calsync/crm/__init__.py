@@ -6,10 +6,12 @@ class; a connector registers itself here and nowhere else.
 
 from __future__ import annotations
 
+from calsync.crm.dynamics import DynamicsAdapter
 from calsync.crm.suitecrm import SuiteCrmAdapter
 
 ADAPTERS: dict[str, type] = {
     SuiteCrmAdapter.provider: SuiteCrmAdapter,
+    DynamicsAdapter.provider: DynamicsAdapter,
 }
 
 
@@ -22,4 +24,4 @@ def adapter_class(provider: str) -> type:
         raise ValueError(f"Unknown CRM {provider!r}; calsync knows {known}.") from None
 
 
-__all__ = ["ADAPTERS", "SuiteCrmAdapter", "adapter_class"]
+__all__ = ["ADAPTERS", "DynamicsAdapter", "SuiteCrmAdapter", "adapter_class"]
