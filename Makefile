@@ -27,8 +27,9 @@ run: $(VENV)/.installed
 	$(BIN)/calsync db upgrade
 	$(BIN)/calsync up
 
-## Lint and run the whole test suite.
+## Lint and run the whole test suite (the browser tests use Debian's Chromium).
 test: $(VENV)/.installed-test lint
+	scripts/ensure-chromium
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-test

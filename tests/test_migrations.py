@@ -19,6 +19,8 @@ TABLES = {
     "sync_states",
     "event_links",
     "sync_runs",
+    "removed_items",
+    "push_channels",
 }
 
 

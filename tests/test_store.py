@@ -54,6 +54,7 @@ def test_a_saved_link_comes_back_whole(stores) -> None:  # type: ignore[no-untyp
         occurrence_key="20260301T090000Z",
         expanded=False,
         pending="calendar",
+        withheld_on="calendar",
     )
     store.save_link(link)
 

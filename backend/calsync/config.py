@@ -67,6 +67,9 @@ class Config:
     # Requests per client address, in the "N per minute" notation of the limits library.
     signin_rate_limit: str = "20 per minute"
     connect_rate_limit: str = "10 per minute"
+    # How long a push subscription (Graph) or watch channel (Google) is asked to live;
+    # capped at what the provider documents (10,080 minutes for Outlook events).
+    push_lifetime_minutes: int = 4230
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -171,6 +174,7 @@ class Config:
                 )
         signin_limit = _rate_limit(env_vars, "CALSYNC_SIGNIN_RATE_LIMIT", "20 per minute")
         connect_limit = _rate_limit(env_vars, "CALSYNC_CONNECT_RATE_LIMIT", "10 per minute")
+        push_lifetime = _push_lifetime(env_vars.get("CALSYNC_PUSH_LIFETIME_MINUTES", ""))
 
         return cls(
             env=env,
@@ -192,6 +196,7 @@ class Config:
             url_allowed_hosts=url_allowed_hosts,
             signin_rate_limit=signin_limit,
             connect_rate_limit=connect_limit,
+            push_lifetime_minutes=push_lifetime,
         )
 
 
@@ -293,6 +298,26 @@ def _rate_limit(env_vars: dict[str, str], name: str, default: str) -> str:
             f"{name} must be a rate such as '20 per minute' or '100/hour', not {value!r}."
         ) from None
     return value
+
+
+# Graph's longest subscription to Outlook events ("Subscription lifetime" in
+# https://learn.microsoft.com/en-us/graph/api/resources/subscription: 10,080 minutes, under
+# 7 days); Google's channels live a week too. Below an hour, renewals (every 5 minutes, a
+# quarter of the lifetime ahead) would be most of the traffic.
+PUSH_LIFETIME_RANGE = (60, 10_080)
+
+
+def _push_lifetime(raw: str) -> int:
+    if not raw.strip():
+        return Config.push_lifetime_minutes
+    low, high = PUSH_LIFETIME_RANGE
+    value = raw.strip()
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise ConfigError(
+            f"CALSYNC_PUSH_LIFETIME_MINUTES must be a whole number of minutes from {low} to "
+            f"{high:,} (the longest Microsoft Graph allows for Outlook events), not {raw!r}."
+        )
+    return int(value)
 
 
 def _require_secret(name: str, value: str, what: str) -> None:

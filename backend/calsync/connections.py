@@ -15,16 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from calsync import calendars, crm
 from calsync.config import Config
-from calsync.models import Connection, User
+from calsync.models import Connection, SyncState, User
 from calsync.profiles import effective_profile, engine_settings
 from calsync.provider_errors import ProviderAuthError, ProviderConfigError
 from calsync.runtime import Runtime
 from calsync.security.outbound import safe_session
-from calsync.security.urls import URLPolicy
+from calsync.security.urls import policy_for
 from calsync.sync.settings import SyncSettings
 
 # Shown when a side is missing: where in the UI to go (labels as the manual spells them).
@@ -34,10 +35,6 @@ RECONNECT = {
     "calendar": "Your calendar connection needs attention: connect it again.",
     "crm": "Your CRM connection needs attention: enter your credentials again.",
 }
-
-
-def url_policy(config: Config) -> URLPolicy:
-    return URLPolicy(allow_http=not config.is_production, allowed_hosts=config.url_allowed_hosts)
 
 
 @dataclass
@@ -114,7 +111,7 @@ def _caldav(details: Mapping[str, Any], secret: Mapping[str, Any], config: Confi
             details["username"],
             secret["password"],
             details.get("calendar_url"),
-            session=safe_session(url_policy(config)),
+            session=safe_session(policy_for(config)),
         )
     )
 
@@ -148,12 +145,61 @@ def _graph(details: Mapping[str, Any], secret: Mapping[str, Any], config: Config
     return Opened(adapter, lambda: adapter.credentials() if adapter.credentials_changed else None)
 
 
+def _google(details: Mapping[str, Any], secret: Mapping[str, Any], config: Config) -> Opened:
+    cls = calendars.adapter_class("google")
+    if not config.google_client_id or not config.google_client_secret:
+        raise ProviderConfigError(
+            "Google sign-in is not configured on this calsync server "
+            "(GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET); tell your administrator."
+        )
+    options: dict[str, Any] = {}
+    session = requests.Session()
+    # Development only, as for Graph: the sandbox's emulator stands in for Google.
+    if not config.is_production:
+        for key in ("token_endpoint", "api_base"):
+            if details.get(key):
+                options[key] = details[key]
+        if details.get("ca_file"):
+            session.trust_env = False
+            session.verify = details["ca_file"]
+    if details.get("calendar_id"):
+        options["calendar_id"] = details["calendar_id"]
+    adapter = cls(
+        secret,
+        client_id=config.google_client_id,
+        client_secret=config.google_client_secret,
+        session=session,
+        **options,
+    )
+    return Opened(adapter, lambda: adapter.credentials() if adapter.credentials_changed else None)
+
+
+def _dynamics(details: Mapping[str, Any], secret: Mapping[str, Any], config: Config) -> Opened:
+    cls = crm.adapter_class("dynamics")
+    if not config.microsoft_client_id or not config.microsoft_client_secret:
+        raise ProviderConfigError(
+            "Microsoft sign-in is not configured on this calsync server "
+            "(MICROSOFT_CLIENT_ID and MICROSOFT_CLIENT_SECRET); tell your administrator."
+        )
+    # The organization URL inside the credentials was checked when they were saved; the
+    # guarded session re-checks every address it actually connects to.
+    adapter = cls(
+        secret,
+        client_id=config.microsoft_client_id,
+        client_secret=config.microsoft_client_secret,
+        authority_host=config.microsoft_authority_host,
+        session=safe_session(policy_for(config)),
+        allow_local=not config.is_production,
+    )
+    return Opened(adapter, lambda: adapter.credentials if adapter.credentials_changed else None)
+
+
 def _suitecrm(details: Mapping[str, Any], secret: Mapping[str, Any], config: Config) -> Opened:
     cls = crm.adapter_class("suitecrm")
     latest: dict[str, Any] = {}
     adapter = cls(
         secret,
-        session=safe_session(url_policy(config)),
+        session=safe_session(policy_for(config)),
         on_credentials_changed=latest.update,
     )
     return Opened(adapter, lambda: dict(latest) if latest else None)
@@ -163,7 +209,66 @@ _CALENDAR_OPENERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], Con
     "caldav": _caldav,
     "outlook": _graph,
     "office365": _graph,
+    "google": _google,
 }
 _CRM_OPENERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], Config], Opened]] = {
     "suitecrm": _suitecrm,
+    "dynamics": _dynamics,
 }
+
+
+def replace_connection(
+    session: Session,
+    user_id: int,
+    kind: str,
+    *,
+    provider: str,
+    account: str,
+    details: Mapping[str, Any],
+    secret: Mapping[str, Any],
+    status_message: str,
+) -> Connection:
+    """Store the user's `kind` connection (one of each kind), replacing the one they had.
+
+    A connection to another account or calendar makes the side's saved cursor meaningless
+    (a sync token of one calendar says nothing about another), so the cursor is dropped and
+    the next run lists everything; the engine's guard then stops before deleting anything
+    because linked items are missing. Reconnecting the same account keeps the cursor.
+    """
+    existing = session.scalars(
+        select(Connection).where(Connection.user_id == user_id, Connection.kind == kind)
+    ).one_or_none()
+    same = existing is not None and _identity(
+        existing.provider, existing.account, existing.details
+    ) == _identity(provider, account, details)
+    if not same:
+        _forget_cursor(session, user_id, kind)
+    connection = existing or Connection(user_id=user_id, kind=kind)
+    if existing is None:
+        session.add(connection)
+    connection.provider = provider
+    connection.account = account
+    connection.details = dict(details)
+    connection.secret = dict(secret)
+    connection.status = "connected"
+    connection.status_message = status_message
+    if existing is None:
+        connection.auto_sync_enabled = False
+    session.flush()
+    return connection
+
+
+def _identity(provider: str, account: str, details: Mapping[str, Any] | None) -> tuple[str, ...]:
+    details = details or {}
+    where = details.get("calendar_url") or details.get("server_url") or ""
+    return (provider, account.lower(), str(where).rstrip("/"))
+
+
+def _forget_cursor(session: Session, user_id: int, kind: str) -> None:
+    state = session.scalars(select(SyncState).where(SyncState.user_id == user_id)).one_or_none()
+    if state is None:
+        return
+    if kind == "calendar":
+        state.calendar_cursor = None
+    else:
+        state.crm_cursor = None

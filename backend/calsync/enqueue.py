@@ -22,7 +22,7 @@ from rq.rate_limit import RateLimit
 
 from calsync.db import transaction
 from calsync.models import SyncRun
-from calsync.runtime import QUEUE_SYNC, Runtime
+from calsync.runtime import QUEUE_MAINTENANCE, QUEUE_SYNC, Runtime
 
 JOB_TIMEOUTS = {"sync": 30 * 60, "cleanup": 15 * 60, "reset": 30 * 60}
 # Several push notifications within this many seconds give one sync.
@@ -123,3 +123,47 @@ def _new_run(rt: Runtime, user_id: int, kind: str, trigger: str, job_id: str) ->
         session.add(run)
         session.flush()
         return run.id
+
+
+MAINTENANCE_KINDS = ("cleanup", "reset", "restore")
+
+
+def enqueue_maintenance(rt: Runtime, user_id: int, kind: str, **kwargs: Any) -> Enqueued:
+    """Queue a duplicate cleanup (preview, or with `preview_id` the confirmed removal), a
+    reset, or a restore (`entry_id`) for the user, on the maintenance queue. Raises
+    `calsync.cleanup.NotFound` for a `preview_id` that is not a finished preview of theirs.
+
+    It carries the same per-user RateLimit as syncs, so it waits for a running sync (and
+    a sync triggered meanwhile waits for it): a cleanup never races a sync's writes.
+    Not retried automatically: a removal re-checks its preview and a reset its state,
+    so the user simply asks again.
+    """
+    from calsync import jobs
+    from calsync.cleanup import load_preview
+
+    if kind not in MAINTENANCE_KINDS:
+        raise ValueError(f"unknown maintenance job {kind!r}")
+    if kind == "cleanup" and kwargs.get("preview_id") is not None:
+        # "Yes" confirms a preview the user has seen: refuse (NotFound) one that is not
+        # theirs or not finished, rather than queue a removal that could only fail.
+        load_preview(rt.sessions, user_id, kwargs["preview_id"])
+    job_id = f"{kind}-{user_id}-{uuid.uuid4().hex[:12]}"
+    # A restore is shown on its cleanup run's page, so it is recorded as a cleanup run.
+    run_id = _new_run(rt, user_id, "cleanup" if kind == "restore" else kind, "manual", job_id)
+    args: tuple[Any, ...]
+    if kind == "cleanup":
+        func, args = jobs.cleanup_duplicates, (user_id, run_id, kwargs.get("preview_id"))
+    elif kind == "reset":
+        func, args = jobs.reset_sync, (user_id, run_id)
+    else:
+        func, args = jobs.restore_removed_item, (user_id, run_id, kwargs["entry_id"])
+    Queue(QUEUE_MAINTENANCE, connection=rt.redis).enqueue(
+        func,
+        *args,
+        job_id=job_id,
+        job_timeout=JOB_TIMEOUTS.get(kind, JOB_TIMEOUTS["cleanup"]),
+        rate_limit=user_rate_limit(user_id),
+        description=f"{kind} for user {user_id}",
+        failure_ttl=7 * 24 * 3600,
+    )
+    return Enqueued(job_id=job_id, run_id=run_id, absorbed=False)

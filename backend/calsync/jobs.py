@@ -12,6 +12,8 @@ Failure policy:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,17 @@ from rq import get_current_job
 from sqlalchemy import delete, select
 
 from calsync import enqueue, runtime
+from calsync import reset as reset_engine
+from calsync.cleanup import (
+    NotFound,
+    PreviewStale,
+    SqlTrash,
+    load_preview,
+    preview_cleanup,
+    purge_expired,
+    remove_duplicates,
+    restore_item,
+)
 from calsync.db import transaction
 from calsync.models import Connection, SyncRun, User, utcnow
 from calsync.provider_errors import (
@@ -33,7 +46,7 @@ from calsync.store import SqlSyncStore
 if TYPE_CHECKING:
     from calsync.connections import Sides
 from calsync.sync import SyncAborted, run_sync
-from calsync.sync.errors import ListingFailed
+from calsync.sync.errors import ListingFailed, SyncError
 
 log = logging.getLogger(__name__)
 
@@ -245,3 +258,169 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, requests.ConnectionError):
         return "The service could not be reached. calsync will try again."
     return str(exc) or type(exc).__name__
+
+
+# -- maintenance: duplicate cleanup, reset, restore ----------------------------------------
+
+
+class _NoUser(LookupError):
+    pass
+
+
+# What ends a maintenance job with a sentence for the user rather than a traceback.
+MAINTENANCE_FAULTS = (ProviderError, SyncError, _NoUser, NotFound, *TRANSIENT)
+
+
+def cleanup_duplicates(user_id: int, run_id: int, preview_id: int | None = None) -> dict[str, Any]:
+    """Duplicate cleanup as run `run_id`: without `preview_id` the preview (stored in the
+    run's counts; the run's id is the preview id), with it the confirmed removal of
+    exactly what that preview showed (stopped, nothing removed, if anything changed)."""
+    rt = runtime.current()
+    _start_run(rt, run_id)
+    try:
+        with _opened(rt, user_id) as sides:
+            return _cleanup(rt, user_id, run_id, preview_id, sides)
+    except MAINTENANCE_FAULTS as exc:
+        _record(rt, run_id, "failed", None, [{"message": _maintenance_message(exc)}])
+        return {"status": "failed"}
+
+
+def _cleanup(
+    rt: runtime.Runtime, user_id: int, run_id: int, preview_id: int | None, sides: Sides
+) -> dict[str, Any]:
+    store = SqlSyncStore(rt.sessions, user_id)
+    if preview_id is None:
+        preview = preview_cleanup(
+            sides.calendar,
+            sides.crm,
+            store,
+            sides.settings,
+            utcnow(),
+            user_email=sides.user_email,
+        )
+        counts = {**preview.to_dict(), "preview_id": run_id}
+        _record(rt, run_id, "succeeded", counts)
+        return {"status": "succeeded", "preview_id": run_id, "counts": counts["counts"]}
+    stored = load_preview(rt.sessions, user_id, preview_id)
+    try:
+        removal = remove_duplicates(
+            sides.calendar,
+            sides.crm,
+            store,
+            SqlTrash(rt.sessions, user_id),
+            stored,
+            utcnow(),
+            run_id=run_id,
+        )
+    except PreviewStale as exc:
+        counts = {"phase": "removal", "preview_id": preview_id, "changed": exc.changed}
+        _record(rt, run_id, "failed", counts, [{"message": exc.message}])
+        return {"status": "stale", "changed": exc.changed}
+    status = "succeeded" if removal.ok else "partial"
+    _record(rt, run_id, status, {**removal.to_dict(), "preview_id": preview_id}, removal.errors)
+    return {"status": status, **removal.to_dict()}
+
+
+def reset_sync(user_id: int, run_id: int) -> dict[str, Any]:
+    """Reset calendar sync as run `run_id`: every link and cursor forgotten, then the
+    first sync again, which relinks the twins on both sides instead of copying them."""
+    rt = runtime.current()
+    _start_run(rt, run_id)
+    try:
+        with _opened(rt, user_id) as sides:
+            outcome = reset_engine.reset_sync(
+                sides.calendar,
+                sides.crm,
+                SqlSyncStore(rt.sessions, user_id),
+                sides.settings,
+                utcnow(),
+                user_email=sides.user_email,
+            )
+    except SyncAborted as exc:
+        data = exc.result.to_dict() if exc.result is not None else {}
+        _record(rt, run_id, "failed", {"phase": "reset", **data}, [{"message": exc.message}])
+        return {"status": "failed"}
+    except MAINTENANCE_FAULTS as exc:
+        _record(rt, run_id, "failed", None, [{"message": _maintenance_message(exc)}])
+        return {"status": "failed"}
+    data = outcome.to_dict()
+    status = "succeeded" if outcome.sync.ok else "partial"
+    _record(rt, run_id, status, data, data["errors"])
+    return {"status": status, **data}
+
+
+def restore_removed_item(user_id: int, run_id: int, entry_id: str) -> dict[str, Any]:
+    """Bring back one item a cleanup removed (the "Restore" of a cleanup run's page)."""
+    rt = runtime.current()
+    _start_run(rt, run_id)
+    try:
+        with _opened(rt, user_id) as sides:
+            restored = restore_item(
+                sides.calendar,
+                sides.crm,
+                SqlSyncStore(rt.sessions, user_id),
+                SqlTrash(rt.sessions, user_id),
+                entry_id,
+                utcnow(),
+            )
+    except MAINTENANCE_FAULTS as exc:
+        _record(rt, run_id, "failed", None, [{"message": _maintenance_message(exc)}])
+        return {"status": "failed"}
+    counts = {"phase": "restore", "entry_id": entry_id, **restored.to_dict()}
+    _record(rt, run_id, "succeeded", counts)
+    return counts
+
+
+def purge_removed_items() -> int:
+    """Forget removed items kept for their 30 days (cron, daily); returns how many went."""
+    return purge_expired(runtime.current().sessions, utcnow())
+
+
+@contextmanager
+def _opened(rt: runtime.Runtime, user_id: int) -> Iterator[Sides]:
+    from calsync.connections import open_sides  # adapters pull in every vendor module
+
+    with transaction(rt.sessions) as session:
+        user = session.get(User, user_id)
+        if user is None:
+            raise _NoUser("This user no longer exists.")
+        sides = open_sides(session, user, rt)
+    try:
+        yield sides
+    finally:
+        # Tokens refreshed during the job are the only valid ones now.
+        _save_credentials(rt, sides.rotated_credentials())
+
+
+def _maintenance_message(exc: BaseException) -> str:
+    if isinstance(exc, SyncError):
+        return getattr(exc, "message", None) or str(exc)
+    if isinstance(exc, LookupError):
+        return str(exc.args[0]) if exc.args else "Not found."
+    return _message(exc)
+
+
+def _record(
+    rt: runtime.Runtime,
+    run_id: int,
+    status: str,
+    counts: dict[str, Any] | None,
+    errors: list[dict[str, Any]] | None = None,
+) -> None:
+    with transaction(rt.sessions) as session:
+        run = session.get(SyncRun, run_id)
+        if run is None:
+            return
+        run.status = status
+        run.finished_at = utcnow()
+        if counts is not None:
+            run.counts = counts
+        if errors is not None:
+            run.errors = list(errors)
+
+
+def renew_push_channels() -> dict[str, int]:
+    """Open, renew or remove every calendar's push channel (cron, every 5 minutes)."""
+    from calsync import push
+
+    return push.renew_push_channels(runtime.current()).as_dict()

@@ -216,6 +216,9 @@ class EventLink(Base):
     expanded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     # A create started on this side but not yet confirmed: a retry looks for it by link id.
     pending_side: Mapped[str | None] = mapped_column(String(16))
+    # The side whose copy was written without invitees (so nobody was emailed): copying
+    # that copy back must keep the other side's invitees.
+    withheld_on: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -238,3 +241,53 @@ class SyncRun(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RemovedItem(Base):
+    """An item duplicate cleanup removed, kept whole for a while so it can be restored."""
+
+    __tablename__ = "removed_items"
+    __table_args__ = (
+        UniqueConstraint("entry_id", name="uq_removed_items_entry_id"),
+        Index("ix_removed_items_user_run", "user_id", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # The removal run; runs outlive their removed items (90 days against 30).
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id", ondelete="SET NULL"))
+    entry_id: Mapped[str] = mapped_column(String(32))  # the id the UI restores by
+    side: Mapped[str] = mapped_column(String(16))  # "calendar" | "crm"
+    original_id: Mapped[str] = mapped_column(String(1024))
+    # The stored link the item had (as JSON), so a restore can link it again.
+    link: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Sent with the re-create: a restore retried after a crash finds its item by it.
+    restore_link_id: Mapped[str] = mapped_column(String(64))
+    event: Mapped[dict[str, Any]] = mapped_column(JSON)  # the neutral Event, whole
+    removed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    restored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    restored_id: Mapped[str | None] = mapped_column(String(1024))
+
+
+class PushChannel(Base):
+    """A calendar's change-notification subscription (Graph) or watch channel (Google).
+
+    One per calendar connection: `calsync.push` creates, renews and removes them, and the
+    webhooks find the user of a notification by `channel_id`. `client_state` is the secret
+    the provider echoes on every notification; it is encrypted and never logged or returned.
+    """
+
+    __tablename__ = "push_channels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), unique=True
+    )
+    provider: Mapped[str] = mapped_column(String(16))  # "graph" | "google"
+    channel_id: Mapped[str] = mapped_column(String(255), unique=True)
+    # Graph: the subscribed resource; Google: the resourceId that stopping the channel needs.
+    resource_id: Mapped[str] = mapped_column(String(1024), default="")
+    client_state: Mapped[Any] = mapped_column(EncryptedJSON)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

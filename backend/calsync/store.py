@@ -30,6 +30,7 @@ def _to_link(row: EventLink) -> Link:
         occurrence_key=row.occurrence_key,
         expanded=row.expanded,
         pending=row.pending_side,  # type: ignore[arg-type]
+        withheld_on=row.withheld_on,  # type: ignore[arg-type]
     )
 
 
@@ -44,6 +45,7 @@ def _copy_into(row: EventLink, link: Link) -> None:
     row.occurrence_key = link.occurrence_key
     row.expanded = link.expanded
     row.pending_side = link.pending
+    row.withheld_on = link.withheld_on
 
 
 class SqlSyncStore:

@@ -53,6 +53,9 @@ class Browser:
     def post(self, path: str, **kwargs: Any) -> TestResponse:
         return self.open("POST", path, **kwargs)
 
+    def put(self, path: str, **kwargs: Any) -> TestResponse:
+        return self.open("PUT", path, **kwargs)
+
     def patch(self, path: str, **kwargs: Any) -> TestResponse:
         return self.open("PATCH", path, **kwargs)
 

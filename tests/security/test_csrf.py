@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from api_helpers import Browser, error_of
 from flask import Flask
 
@@ -10,7 +12,8 @@ CHANGES = {"POST", "PUT", "PATCH", "DELETE"}
 
 def changing_routes(app: Flask) -> list[tuple[str, str]]:
     return sorted(
-        (method, rule.rule.replace("<int:", "<").split("<")[0] + ("1" if "<" in rule.rule else ""))
+        # Every path parameter becomes 1, wherever it sits in the path.
+        (method, re.sub(r"<[^>]+>", "1", rule.rule))
         for rule in app.url_map.iter_rules()
         for method in (rule.methods or set()) & CHANGES
         if not rule.rule.startswith("/webhooks/")

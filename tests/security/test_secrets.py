@@ -42,7 +42,7 @@ def test_no_route_returns_a_connection_secret(
     caplog.set_level(logging.DEBUG)
     for b in (admin, member):
         store_connections(app, b.user["id"])  # type: ignore[index]
-    own = {"profile_id": 1, "user_id": member.user["id"]}  # type: ignore[index]
+    own = {"profile_id": 1, "user_id": member.user["id"], "run_id": 1, "job_id": "sync-1"}  # type: ignore[index]
 
     for b in (admin, member):
         for method, rule in routes(app):

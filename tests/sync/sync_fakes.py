@@ -36,6 +36,8 @@ class Sent:
     item_id: str
     notify: bool
     invitees: tuple[str, ...] = ()
+    event: Event | None = None  # what was written, or what was deleted
+    previous: tuple[str, ...] = ()  # an update: the invitees the item had before
 
 
 @dataclass
@@ -53,6 +55,9 @@ class MemorySide:
     fail_listing: bool = False
     sent: list[Sent] = field(default_factory=list)
     emailed: list[tuple[str, str]] = field(default_factory=list)
+    # Reported as deleted by the next incremental listing although they may exist (a side
+    # that cannot list deletions guessing, e.g. an item that left its query).
+    phantom_deleted: list[str] = field(default_factory=list)
     _n: int = 0
     _v: int = 0
 
@@ -78,9 +83,14 @@ class MemorySide:
         offset = int(page_token or 0)
         chunk = ids[offset : offset + self.page_size]
         more = offset + self.page_size < len(ids)
+        deleted = [i for i in chunk if i not in self.items]
+        if cursor is not None and not self.caps.lists_deletions:
+            deleted = []  # deletion-blind: an incremental listing never shows them
+            if not more:
+                deleted, self.phantom_deleted = list(self.phantom_deleted), []
         return ChangePage(
             events=[self.items[i] for i in chunk if i in self.items],
-            deleted_ids=[i for i in chunk if i not in self.items],
+            deleted_ids=deleted,
             next_page_token=str(offset + self.page_size) if more else None,
             next_cursor=None if more else str(len(self.log)),
         )
@@ -96,7 +106,7 @@ class MemorySide:
         self._n += 1
         item_id = f"{self.side[:3]}-{self._n}"
         stored = self._stamp(replace(event, link_id=link_id), item_id)
-        self.sent.append(Sent("create", item_id, notify, _emails(event)))
+        self.sent.append(Sent("create", item_id, notify, _emails(event), event))
         self._email(event, notify)
         return stored
 
@@ -105,8 +115,9 @@ class MemorySide:
         if item_id not in self.items:
             raise KeyError(f"{item_id} not found")
         link_id = self.items[item_id].link_id
+        before = _emails(self.items[item_id])
         stored = self._stamp(replace(event, link_id=link_id), item_id)
-        self.sent.append(Sent("update", item_id, notify, _emails(event)))
+        self.sent.append(Sent("update", item_id, notify, _emails(event), event, before))
         self._email(event, notify)
         return stored
 
@@ -115,7 +126,7 @@ class MemorySide:
             raise KeyError(f"{item_id} not found")
         gone = self.items.pop(item_id)
         self.log.append(item_id)
-        self.sent.append(Sent("delete", item_id, notify, _emails(gone)))
+        self.sent.append(Sent("delete", item_id, notify, _emails(gone), gone))
         self._email(gone, notify)
 
     # -- what a user does directly on this side ----------------------------------------

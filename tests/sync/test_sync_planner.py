@@ -576,3 +576,150 @@ def test_expanded_series_rolls_forward_with_the_window_and_keeps_past_copies() -
     new_starts = [a.event.start for a in only(p, "create")]
     assert new_starts[0] == datetime(2026, 3, 23, 8, 0, tzinfo=UTC)
     assert not only(p, "delete")  # copies now in the past stay in the CRM
+
+
+# -- occurrence copies already on the side without series ---------------------------------
+
+NO_SERIES = Capabilities(recurrence=False)
+
+
+def copies_of(series: Event, side: str = "crm", **changes: object) -> list[Event]:
+    """Unlinked single items on `side` showing the series' occurrences (as after a reset)."""
+    from calsync.sync.recurrence import expand
+
+    window_start, window_end = NOW - timedelta(days=30), NOW + timedelta(days=365)
+    out = []
+    for n, occ in enumerate(expand(series, window_start, window_end)):
+        ev = replace(occ.event, link_id=f"old-{n}", extra={}, **changes)
+        out.append(on_crm(ev, f"m{n}", f"mv{n}") if side == "crm" else on_cal(ev, f"c{n}"))
+    return out
+
+
+def test_first_sync_adopts_occurrence_copies_by_title_start_end_instead_of_copying_them() -> None:
+    series = on_cal(weekly(recurrence=Recurrence("FREQ=WEEKLY;COUNT=3")), "s1")
+    # The copies' own link ids name no stored link (a reset forgot them); only title/start/end
+    # still ties them to the occurrences, whatever the title's spacing and case.
+    copies = copies_of(series, title="  weekly ")
+
+    p = plan(cal=[series], crm=copies, crm_caps=NO_SERIES, first_sync=True)
+
+    assert not p.writes
+    links = [a.link for a in only(p, "link")]
+    assert sorted(lk.crm_id for lk in links) == ["m0", "m1", "m2"]
+    master = only(p, "refresh")[-1].link
+    assert master.expanded and master.calendar_id == "s1"
+    assert {lk.series_link_id for lk in links} == {master.link_id}
+    assert len({lk.occurrence_key for lk in links}) == 3
+
+
+def test_adopted_occurrence_copy_equal_to_the_occurrence_needs_no_write_later() -> None:
+    series = on_cal(weekly(recurrence=Recurrence("FREQ=WEEKLY;COUNT=2")), "s1")
+    first = plan(cal=[series], crm=copies_of(series), crm_caps=NO_SERIES, first_sync=True)
+    links = [a.link for a in only(first, "link")]
+    master = only(first, "refresh")[-1].link
+    assert all(lk.content_hash for lk in links)  # the copies show what the series says
+
+    # The series is listed again, unchanged: nothing to write.
+    again = plan(links=[master, *links], cal=[series], crm_caps=NO_SERIES)
+
+    assert not again.writes
+
+
+def test_series_on_the_crm_adopts_its_calendar_copies_and_none_is_copied_back() -> None:
+    series = on_crm(weekly(recurrence=Recurrence("FREQ=WEEKLY;COUNT=3")), "s1")
+    copies = copies_of(series, side="calendar")
+
+    p = plan(cal=copies, crm=[series], cal_caps=NO_SERIES, first_sync=True)
+
+    assert not p.writes
+    assert sorted(a.link.calendar_id for a in only(p, "link")) == ["c0", "c1", "c2"]
+
+
+def test_all_day_series_adopts_copies_stored_at_utc_midnight() -> None:
+    day = date(2026, 3, 3)
+    series = on_cal(
+        meeting(
+            "Offsite",
+            start=datetime(2026, 3, 3, tzinfo=UTC),
+            recurrence=Recurrence("FREQ=WEEKLY;COUNT=2"),
+        ),
+        "s1",
+    )
+    series = replace(series, start=day, end=day + timedelta(days=1), timezone=None)
+    copies = [
+        on_crm(
+            meeting("Offsite", start=datetime(2026, 3, 3 + 7 * n, tzinfo=UTC), hours=24),
+            f"m{n}",
+        )
+        for n in range(2)
+    ]
+
+    p = plan(cal=[series], crm=copies, crm_caps=NO_SERIES, first_sync=True)
+
+    assert not p.writes
+    assert sorted(a.link.crm_id for a in only(p, "link")) == ["m0", "m1"]
+
+
+def test_expanded_series_adopts_the_unlinked_copy_carrying_the_occurrences_link_id() -> None:
+    one_way = replace(TWO_WAY, direction="calendar_to_crm")
+    series = on_cal(weekly(recurrence=Recurrence("FREQ=WEEKLY;COUNT=3")))
+    first = plan(cal=[series], crm_caps=NO_SERIES, settings=one_way)
+    master = replace(only(first, "refresh")[-1].link, calendar_version="cv1")
+    children = [
+        a.link.with_side("crm", f"m{i}", f"mv{i}") for i, a in enumerate(only(first, "create"))
+    ]
+    second = children[1]
+    shown = only(first, "create")[1].event
+    # The CRM now holds the second copy under another id (restored, retitled there), and
+    # a look-alike with the occurrence's exact title and time but without our link id.
+    restored = on_crm(replace(shown, title="Weekly (CRM)", link_id=second.link_id), "m9")
+    look_alike = on_crm(shown, "m8")
+
+    p = plan(
+        links=[master, *children],
+        crm=[restored, look_alike],
+        crm_deleted=("m1",),
+        cal_context=[series],
+        crm_caps=NO_SERIES,
+        settings=one_way,
+    )
+
+    assert not only(p, "create")
+    [adopted] = only(p, "link")
+    assert (adopted.link.link_id, adopted.link.crm_id) == (second.link_id, "m9")
+    assert adopted.link.occurrence_key == second.occurrence_key
+
+
+def test_expansion_never_adopts_an_item_already_linked() -> None:
+    series = on_cal(weekly(recurrence=Recurrence("FREQ=WEEKLY;COUNT=2")), "s1")
+    [occ_copy, _] = copies_of(series)
+    single = replace(occ_copy, link_id=None, crm_id=None, crm_version=None)
+    # A single meeting at the first occurrence's title and time, linked to its own twin.
+    link, cal_single, crm_single = synced_pair(single)
+
+    p = plan(
+        links=[link],
+        cal=[series, cal_single],
+        crm=[crm_single],
+        crm_caps=NO_SERIES,
+    )
+
+    assert not only(p, "link")
+    creates = only(p, "create")
+    assert [a.side for a in creates] == ["crm", "crm"]
+    assert all(a.link.series_link_id for a in creates)
+
+
+def test_an_occurrence_copy_is_adopted_once_and_an_occurrence_without_one_is_created() -> None:
+    series = on_cal(weekly(recurrence=Recurrence("FREQ=WEEKLY;COUNT=3")), "s1")
+    twin_series = replace(series, calendar_id="s2")  # the same series twice on the calendar
+    copies = copies_of(series)
+    del copies[2]  # the third occurrence has no copy yet
+
+    p = plan(cal=[series, twin_series], crm=copies, crm_caps=NO_SERIES, first_sync=True)
+
+    assert sorted(a.link.crm_id for a in only(p, "link")) == ["m0", "m1"]
+    creates = only(p, "create")
+    # One occurrence of the first series, three of the second: no copy is taken twice.
+    assert len(creates) == 4 and all(a.side == "crm" for a in creates)
+    assert not [a for a in p.actions if a.kind == "create" and a.side == "calendar"]

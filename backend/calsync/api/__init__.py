@@ -13,8 +13,24 @@ import importlib
 
 from flask_smorest import Api
 
-RESOURCES = ("auth", "me", "organization", "profiles", "users")
+RESOURCES = (
+    "auth",
+    "me",
+    "organization",
+    "profiles",
+    "users",
+    "connections",
+    "calendar_oauth",
+    "caldav",
+    "actions",
+    "maintenance",
+    "runs",
+    "event_status",
+)
 DEVELOPMENT_ONLY = ("dev_signin",)
+# Outside /api: called by Microsoft and Google, each registering itself with its
+# documentation components (``register(api)``).
+WEBHOOKS = ("webhooks",)
 
 
 def register(api: Api, *, development: bool) -> None:
@@ -22,3 +38,5 @@ def register(api: Api, *, development: bool) -> None:
     for name in RESOURCES + (DEVELOPMENT_ONLY if development else ()):
         module = importlib.import_module(f"calsync.api.{name}")
         api.register_blueprint(module.blp)
+    for name in WEBHOOKS:
+        importlib.import_module(f"calsync.api.{name}").register(api)

@@ -134,6 +134,8 @@ RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 QUOTA_REASONS = frozenset({"dailyLimitExceeded", "quotaExceeded"})
 # https://developers.google.com/calendar/api/guides/errors#500_backend_error: retry.
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# What stops a whole listing; any other refusal about one item only skips that item.
+_STOPS_A_LISTING = (ProviderTransientError, ProviderAuthError, ProviderPermissionError)
 # https://developers.google.com/calendar/api/v3/reference/events/list: "The page size can
 # never be larger than 2500 events".
 MAX_PAGE = 2500
@@ -886,6 +888,12 @@ class GoogleCalendar:
                     events[item_id] = self._to_event(item)
             except (KeyError, ValueError, TypeError, AssertionError) as exc:
                 bad.append(BadItem(item_id, f"the Google event cannot be read ({exc})"))
+            except ProviderError as exc:
+                # Google refusing to expand one series (400 on its instances) is that
+                # series' problem: skip it with the reason, keep listing the others.
+                if isinstance(exc, _STOPS_A_LISTING):
+                    raise
+                bad.append(BadItem(item_id, f"the Google event cannot be read ({exc.message})"))
         for master_id, master in self._masters(
             [i for i in series_ids if i not in events and i not in deleted], bad
         ).items():

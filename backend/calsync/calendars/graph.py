@@ -64,6 +64,7 @@ from calsync.provider_errors import (
 from calsync.sync.adapters import BadItem, ChangePage, Window
 from calsync.sync.errors import CursorExpired
 from calsync.sync.model import (
+    WITHHELD_INVITEES,
     Capabilities,
     Event,
     Invitee,
@@ -1364,6 +1365,9 @@ class GraphCalendar:
             "location": {"displayName": event.location or ""},
             "sensitivity": "private" if event.private else "normal",
         }
+        # The engine withholds attendees that would be e-mailed (capabilities: no silent
+        # invitations) and hands them over in extra[WITHHELD_INVITEES], to be listed here.
+        listed = event.invitees or tuple(event.extra.get(WITHHELD_INVITEES) or ())
         if notify:
             body["attendees"] = [
                 {
@@ -1372,10 +1376,10 @@ class GraphCalendar:
                 }
                 for i in event.invitees
             ]
-        elif event.invitees:
+        elif listed:
             # Writing attendees makes Graph send them meeting requests; with notify off they
             # are kept as text instead so the meeting still says who takes part.
-            lines = [f"{i.name} <{i.email}>" if i.name else i.email for i in event.invitees]
+            lines = [f"{i.name} <{i.email}>" if i.name else i.email for i in listed]
             description = "\n\n".join(
                 p for p in (description, ATTENDEE_BLOCK + "\n" + "\n".join(lines)) if p
             )

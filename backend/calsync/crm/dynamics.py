@@ -785,8 +785,15 @@ class DynamicsAdapter:
 
     def capabilities(self) -> Capabilities:
         # No native series through the Web API and no e-mail from Web API writes; writes
-        # are silent, so "suppress" holds trivially.
-        return Capabilities(two_way=True, suppress_invitations=True, recurrence=False, notify=False)
+        # are silent, so "suppress" holds trivially. Without change tracking the modifiedon
+        # watermark cannot see deletions: the engine confirms them on full listings only.
+        return Capabilities(
+            two_way=True,
+            suppress_invitations=True,
+            recurrence=False,
+            notify=False,
+            lists_deletions=self.lists_deletions,
+        )
 
     def list_changes(
         self, cursor: str | None, window: Window, page_token: str | None = None

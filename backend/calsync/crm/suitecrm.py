@@ -986,8 +986,16 @@ class SuiteCrmAdapter:
 
     def capabilities(self) -> Capabilities:
         # No native series (occurrences are separate meetings) and no invitation emails
-        # through either API; writes are silent, so "suppress" holds trivially.
-        return Capabilities(two_way=True, suppress_invitations=True, recurrence=False, notify=False)
+        # through either API; writes are silent, so "suppress" holds trivially. V8 cannot
+        # see deleted records: a meeting missing from its incremental listing is unknown,
+        # and only the periodic full listing may confirm a deletion.
+        return Capabilities(
+            two_way=True,
+            suppress_invitations=True,
+            recurrence=False,
+            notify=False,
+            lists_deletions=self.lists_deletions,
+        )
 
     def list_changes(
         self, cursor: str | None, window: Window, page_token: str | None = None

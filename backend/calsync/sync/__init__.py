@@ -13,11 +13,24 @@ Flow of `run_sync(calendar, crm, store, settings, now)`:
 5. The planner (`plan_sync`, pure) compares the changes with the stored links (each side's
    version + a content hash of what was last synced, so our own writes are recognised)
    and the settings, and returns a plan: create/update/delete/link/refresh/unlink/skip,
-   each with a reason. Conflicts follow `conflict_policy`; first-sync twins are linked.
-6. The executor applies the plan. A create first saves a pending link under a new link
+   each with a reason. Conflicts follow `conflict_policy`; first-sync twins are linked,
+   and a series expanded onto a side without native series adopts the unlinked copies of
+   its occurrences already there (our link id, else title/start/end) instead of copying
+   them again (after "Reset calendar sync", say).
+6. A plan over a safety cap stops before writing (NeedsConfirmation, with the counts and a
+   sentence): more than max(10, 20 % of the links) deletions on one side, or invitations
+   for more than 50 events. `confirmed=True` is the user's go-ahead for one run.
+7. The executor applies the plan. A create first saves a pending link under a new link
    id and sends that id along, so a retry finds the item instead of doubling it.
-7. A side's cursor is saved only when every action caused by its listing succeeded; the
-   run's counts, skips, conflicts, errors and notes come back as a RunResult.
+8. A side's cursor is saved only when every action caused by its listing succeeded; the
+   run's counts, skips, conflicts, errors and notes come back as a RunResult. The first
+   sync counts as completed ("After first sync" starts notifying) only once it was
+   applied in full.
+
+Invitees withheld: a destination that would e-mail every attendee it is given
+(`suppress_invitations=False`) gets a copy without invitees when nobody may be notified;
+they travel in `Event.extra[WITHHELD_INVITEES]` for the adapter to list in the body, and
+the link remembers the side (`Link.withheld_on`) so an edit there never erases them.
 """
 
 from calsync.sync.adapters import (
@@ -33,6 +46,7 @@ from calsync.sync.errors import (
     CursorExpired,
     DirectionNotSupported,
     ListingFailed,
+    NeedsConfirmation,
     StorageEmpty,
     SyncAborted,
     SyncError,
@@ -45,6 +59,7 @@ from calsync.sync.model import (
     MovedOccurrence,
     Recurrence,
     Side,
+    canonical_rrule,
     content_hash,
     occurrence_key,
     problem,
@@ -70,6 +85,7 @@ __all__ = [
     "Link",
     "ListingFailed",
     "MovedOccurrence",
+    "NeedsConfirmation",
     "Plan",
     "PlanContext",
     "Recurrence",
@@ -85,6 +101,7 @@ __all__ = [
     "SyncStore",
     "Window",
     "apply_plan",
+    "canonical_rrule",
     "check_direction",
     "content_hash",
     "duplicate_groups",

@@ -46,6 +46,18 @@ class SideAdapter(Protocol):
 
     Errors: raise `CursorExpired` when the cursor is refused; any other exception from
     `list_changes` stops the run, and from a write is recorded against that item.
+
+    Deletions: a side whose incremental listings cannot report deletions declares
+    `Capabilities(lists_deletions=False)`. The engine then reads back (`get`) any id such a
+    listing reports as deleted before believing it, treats a linked item it leaves out as
+    unknown, and confirms absences only on a full listing (each missing linked item read
+    by `get`; only None counts as deleted). The adapter decides how often a full listing
+    happens by raising `CursorExpired` when its cursor is old enough.
+
+    Withheld invitees: with `suppress_invitations=False` and `notify=False` the engine
+    never passes invitees; it puts them in `event.extra[WITHHELD_INVITEES]` (a tuple of
+    Invitee) so the adapter may list them in the body. Never write them as attendees, and
+    strip such a listing from the description when reading the item back.
     """
 
     def capabilities(self) -> Capabilities: ...

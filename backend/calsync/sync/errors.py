@@ -55,3 +55,16 @@ class StorageEmpty(SyncAborted):
     def __init__(self, message: str, side: str, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.side = side
+
+
+class NeedsConfirmation(SyncAborted):
+    """The plan is over a safety cap (bulk deletes, bulk invitations); nothing was written.
+
+    `deletes` counts the planned deletions per side, `invitations` the events whose
+    invitees would be e-mailed. Run again with `confirmed=True` once the user agrees.
+    """
+
+    def __init__(self, message: str, deletes: dict[str, int], invitations: int, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.deletes = deletes
+        self.invitations = invitations

@@ -8,7 +8,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from calsync.sync.adapters import BadItem, SideAdapter, Window
-from calsync.sync.errors import CursorExpired, ListingFailed, StorageEmpty, SyncAborted
+from calsync.sync.errors import (
+    CursorExpired,
+    ListingFailed,
+    NeedsConfirmation,
+    StorageEmpty,
+    SyncAborted,
+)
 from calsync.sync.model import SIDES, Event, Side
 from calsync.sync.planner import (
     Action,
@@ -29,6 +35,13 @@ Progress = Callable[[str, int, int], None]
 
 # Guards against an adapter whose paging never ends.
 MAX_PAGES = 10_000
+
+# Safety caps (docs/architecture.md): a run over one stops with NeedsConfirmation.
+DELETE_CAP_MIN = 10  # deletions on one side: more than max(10, 20 % of the links)
+DELETE_CAP_SHARE = 0.2
+INVITATION_CAP = 50  # events whose invitees would be e-mailed
+
+_SIDE_WORDS = {"calendar": ("events", "your calendar"), "crm": ("meetings", "your CRM")}
 
 
 @dataclass
@@ -82,12 +95,16 @@ def run_sync(
     user_email: str | None = None,
     new_link_id: Callable[[], str] | None = None,
     force_delete: bool = False,
+    confirmed: bool = False,
 ) -> RunResult:
     """One sync run for one user. Raises SyncAborted (with `.result`) when it must stop
-    before writing: two way refused, a listing failed, or a side came back emptied.
+    before writing: two way refused, a listing failed, a side came back emptied, or the
+    plan is over a safety cap (NeedsConfirmation).
 
     `force_delete=True` is the user's confirmation that an emptied side really is empty:
-    the StorageEmpty guard is lifted for that run and the deletions propagate.
+    the StorageEmpty guard is lifted for that run and the deletions propagate (the delete
+    cap with it). `confirmed=True` is the user's answer to NeedsConfirmation: both caps
+    are lifted for that run.
     """
     adapters: dict[Side, SideAdapter] = {"calendar": calendar, "crm": crm}
     result = RunResult(started_at=now)
@@ -116,6 +133,8 @@ def run_sync(
                     result=result,
                 ) from exc
             result.full_listing[side] = listings[side].full
+            if not caps[side].lists_deletions:
+                _confirm_reported_deletions(adapters[side], side, listings[side], result)
         report("listing", len(SIDES), len(SIDES))
         for side in SIDES:
             if not force_delete:
@@ -167,16 +186,76 @@ def run_sync(
         **({"new_link_id": new_link_id} if new_link_id else {}),
     )
     report("planning", 1, 1)
+    if not confirmed:
+        try:
+            check_caps(plan, len(links), allow_deletes=force_delete)
+        except NeedsConfirmation as exc:
+            exc.result = result
+            result.aborted = exc.message
+            raise
 
     failed_sides = apply_plan(plan, adapters, store, result, report)
 
     for side in SIDES:
         if side not in failed_sides:
             store.save_cursor(side, listings[side].cursor)
-    if first_sync:
+    if first_sync and not failed_sides:
+        # Only a first sync applied in full counts: what it left undone is still part of
+        # the first sync, and stays silent under "After first sync" when it is redone.
         store.mark_first_sync_completed(now)
     result.finished_at = datetime.now(UTC)
     return result
+
+
+def check_caps(plan: Plan, link_count: int, *, allow_deletes: bool = False) -> None:
+    """Raise NeedsConfirmation when the plan deletes more than max(10, 20 % of the links)
+    items on one side, or would e-mail the invitees of more than 50 events."""
+    deletes = {side: 0 for side in SIDES}
+    invited: set[str] = set()
+    for action in plan.writes:
+        if action.kind == "delete" and action.side is not None:
+            deletes[action.side] += 1
+        if action.notify:
+            invited.add(action.item or f"{action.side}:{action.target_id}")
+    cap = max(DELETE_CAP_MIN, int(DELETE_CAP_SHARE * link_count))
+    sentences: list[str] = []
+    over = {s: n for s, n in deletes.items() if n > cap and not allow_deletes}
+    for side, count in over.items():
+        noun, where = _SIDE_WORDS[side]
+        sentences.append(f"This sync would delete {count} {noun} in {where}.")
+    if len(invited) > INVITATION_CAP:
+        sentences.append(
+            f"This sync would email invitations or updates to the invitees of {len(invited)} "
+            f"events."
+        )
+    if sentences:
+        raise NeedsConfirmation(
+            " ".join(sentences) + " Confirm to continue.",
+            {s: n for s, n in deletes.items() if n},
+            len(invited),
+        )
+
+
+def _confirm_reported_deletions(
+    adapter: SideAdapter, side: Side, listing: _Listing, result: RunResult
+) -> None:
+    """A side that cannot list deletions is not trusted when it reports one anyway (an item
+    that merely left its query, say): each is read back, and only an absence counts."""
+    if listing.full:
+        return
+    for item_id in sorted(listing.deleted):
+        try:
+            found = adapter.get(item_id)
+        except Exception as exc:
+            raise ListingFailed(
+                f"The {side} could not be read, so nothing was changed: {exc}",
+                side,
+                exc,
+                result=result,
+            ) from exc
+        if found is not None:
+            listing.deleted.discard(item_id)
+            listing.events[item_id] = found
 
 
 def _guard_empty(side: Side, listing: _Listing, links: list[Link], result: RunResult) -> None:

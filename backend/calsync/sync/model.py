@@ -15,6 +15,11 @@ SIDES: tuple[Side, Side] = ("calendar", "crm")
 Response = Literal["needs_action", "accepted", "declined", "tentative"]
 Status = Literal["confirmed", "cancelled"]
 
+# Key of `Event.extra` on an outgoing event whose invitees the engine withheld (the
+# destination would e-mail them): the tuple of withheld Invitees, for the adapter to list
+# in the event's body if it can. Never written as attendees.
+WITHHELD_INVITEES = "withheld_invitees"
+
 # A time is an aware UTC datetime, or a date for all-day events (never a midnight).
 When = datetime | date
 
@@ -56,6 +61,11 @@ class Capabilities:
     suppress_invitations: bool = True
     recurrence: bool = True
     notify: bool = True
+    # False: an incremental listing never reports deletions (the side cannot see them). A
+    # linked item it leaves out is then unknown, never deleted; a `deleted_ids` entry is
+    # read back with `get` before it counts; absences are found by full listings, which
+    # the adapter asks for from time to time by raising CursorExpired.
+    lists_deletions: bool = True
 
 
 @dataclass(frozen=True)
@@ -137,11 +147,11 @@ def _iso(value: When | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _recurrence_dict(rec: Recurrence | None) -> dict[str, Any] | None:
+def _recurrence_dict(rec: Recurrence | None, canonical: bool = False) -> dict[str, Any] | None:
     if rec is None:
         return None
     return {
-        "rrule": rec.rrule,
+        "rrule": canonical_rrule(rec.rrule) if canonical else rec.rrule,
         "cancelled": sorted(_iso(c) or "" for c in rec.cancelled),
         "moved": sorted([_iso(m.original_start), _iso(m.start), _iso(m.end)] for m in rec.moved),
     }
@@ -152,6 +162,70 @@ def occurrence_key(original_start: When) -> str:
     if isinstance(original_start, datetime):
         return original_start.astimezone(UTC).isoformat()
     return original_start.isoformat()
+
+
+# Parts whose value is the RFC 5545 default: writing them or not is the same rule.
+_RRULE_DEFAULTS = {"INTERVAL": "1", "WKST": "MO"}
+# Parts whose value is a set: BYDAY=TU,MO is BYDAY=MO,TU.
+_RRULE_LISTS = {
+    "BYSECOND",
+    "BYMINUTE",
+    "BYHOUR",
+    "BYDAY",
+    "BYMONTHDAY",
+    "BYYEARDAY",
+    "BYWEEKNO",
+    "BYMONTH",
+    "BYSETPOS",
+}
+
+
+def canonical_rrule(text: str) -> str:
+    """One spelling per rule: FREQ first, the other parts sorted by name, upper case, no
+    "RRULE:" prefix, no default (INTERVAL=1, WKST=MO), list values sorted, no "+" signs.
+
+    A text parse on purpose: dateutil needs a DTSTART and folds defaults taken from it
+    into the rule, icalendar's vRecur keeps the written order. A rule that cannot be
+    split into NAME=VALUE parts is returned stripped and upper-cased (`problem` reports it).
+    """
+    body = text.strip().upper()
+    if body.startswith("RRULE:"):
+        body = body[6:]
+    parts: dict[str, str] = {}
+    for chunk in body.split(";"):
+        if not chunk.strip():
+            continue
+        name, sep, value = chunk.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name:
+            return body
+        if name in _RRULE_LISTS:
+            items = {v.strip().lstrip("+") for v in value.split(",") if v.strip()}
+            value = ",".join(sorted(items, key=_list_order))
+        if _RRULE_DEFAULTS.get(name) == value:
+            continue
+        parts[name] = value
+    freq = parts.pop("FREQ", None)
+    ordered = [f"{k}={parts[k]}" for k in sorted(parts)]
+    return ";".join(([f"FREQ={freq}"] if freq is not None else []) + ordered)
+
+
+_WEEKDAYS = {d: n for n, d in enumerate(("MO", "TU", "WE", "TH", "FR", "SA", "SU"))}
+
+
+def _list_order(value: str) -> tuple[int, int, str]:
+    """Numbers by value, weekdays Monday first (an ordinal before its day: 1MO, -1FR)."""
+    day = value[-2:]
+    if day in _WEEKDAYS:
+        num = value[:-2]
+        try:
+            return (_WEEKDAYS[day], int(num) if num else 0, value)
+        except ValueError:
+            return (99, 0, value)
+    try:
+        return (int(value), 0, value)
+    except ValueError:
+        return (99, 0, value)
 
 
 def content_hash(event: Event) -> str:
@@ -168,7 +242,7 @@ def content_hash(event: Event) -> str:
         "description": event.description or None,
         "organizer": (event.organizer or "").lower() or None,
         "invitees": sorted([i.email.lower(), i.name or "", i.response] for i in event.invitees),
-        "recurrence": _recurrence_dict(event.recurrence),
+        "recurrence": _recurrence_dict(event.recurrence, canonical=True),
         "status": event.status,
         "private": event.private,
     }

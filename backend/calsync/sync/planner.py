@@ -15,12 +15,13 @@ from typing import Any, Literal
 
 from calsync.sync import policies as pol
 from calsync.sync.adapters import BadItem
-from calsync.sync.dedupe import pair_twins
+from calsync.sync.dedupe import TwinPool, pair_twins
 from calsync.sync.errors import StorageEmpty
 from calsync.sync.model import (
     SIDES,
     Capabilities,
     Event,
+    Invitee,
     MovedOccurrence,
     Recurrence,
     Side,
@@ -184,6 +185,7 @@ def reads_needed(
             change = changes[side].events.get(lk.id_on(side) or "")
             if (
                 not settings.allows(side)
+                or lk.withheld_on == side  # its invitees are kept from the other side
                 or (change is None and settings.invitations != "never")
                 or (
                     side == "calendar"
@@ -193,6 +195,21 @@ def reads_needed(
             ):
                 want(dest, lk.id_on(dest))
     return wanted
+
+
+def keep_invitees(own: Iterable[Invitee], kept: Iterable[Invitee]) -> tuple[Invitee, ...]:
+    """The invitees `kept` on the other side, each with this side's entry for the same
+    address if it has one (it may carry a response), then those only this side has."""
+    mine = {i.email.strip().lower(): i for i in own}
+    out: list[Invitee] = []
+    for inv in kept:
+        out.append(mine.pop(inv.email.strip().lower(), inv))
+    return (*out, *mine.values())
+
+
+def _covers(own: Iterable[Invitee], wanted: Iterable[Invitee]) -> bool:
+    have = {i.email.strip().lower() for i in own}
+    return all(i.email.strip().lower() in have for i in wanted)
 
 
 class _Planner:
@@ -220,6 +237,10 @@ class _Planner:
             if lk.series_link_id:
                 self.children[lk.series_link_id].append(lk)
         self.actions: list[Action] = []
+        # Unlinked items an expanded series may adopt as occurrence copies (see `adopt`),
+        # and the copies the new series of this run reserved: (side, series id, key).
+        self.pool: dict[Side, TwinPool] = {side: TwinPool((), side) for side in SIDES}
+        self.reserved: dict[tuple[Side, str, str], Event] = {}
 
     # -- helpers -------------------------------------------------------------------
 
@@ -243,7 +264,21 @@ class _Planner:
         version = change.version_on(side)
         if version is not None and version == link.version_on(side):
             return False
-        return not (link.content_hash and content_hash(change) == link.content_hash)
+        if not link.content_hash:
+            return True
+        # A copy whose invitees were withheld is compared with them put back: invitees
+        # missing by our own doing are no change (no update ping-pong).
+        return content_hash(self.as_agreed(side, link, change)) != link.content_hash
+
+    def as_agreed(self, side: Side, link: Link, ev: Event) -> Event:
+        """`ev` with the invitees withheld from it taken from the other side, if known."""
+        if link.withheld_on != side or link.series_link_id or link.expanded:
+            return ev
+        other = other_side(side)
+        kept = self.known(other, link.id_on(other))
+        if kept is None:
+            return ev
+        return replace(ev, invitees=keep_invitees(ev.invitees, kept.invitees))
 
     def outgoing(self, event: Event, source: Side) -> pol.Outgoing:
         return pol.for_destination(
@@ -265,13 +300,6 @@ class _Planner:
         )
         # A day of slack: an all-day key is a date, the window is instants.
         return self.window.start - timedelta(days=1) <= when <= self.window.end
-
-    def calendar_copies_lack_attendees(self) -> bool:
-        caps = self.ctx.calendar_caps
-        withheld = caps.notify and not caps.suppress_invitations
-        return not self.settings.sync_invitees or (
-            withheld and self.settings.invitations != "always"
-        )
 
     def delete_notify(self, dest: Side, dest_event: Event | None) -> bool:
         # Without the item we cannot tell whether the meeting is over: stay silent.
@@ -319,6 +347,7 @@ class _Planner:
                 link = self.by_side[side].get(item_id)
                 if link is not None:
                     per_link[link.link_id][side] = DELETED
+        self.pool = {side: TwinPool(unlinked[side], side) for side in SIDES}
 
         series: dict[str, dict[str, dict[Side, Change]]] = defaultdict(dict)
         for link_id in sorted(per_link):
@@ -406,6 +435,11 @@ class _Planner:
             if isinstance(cal, _Deleted) and isinstance(crm, _Deleted):
                 self.emit(Action("unlink", "deleted on both sides", drop_link_ids=(link.link_id,)))
                 return
+            if isinstance(cal, Event) and isinstance(crm, Event) and link.withheld_on:
+                if link.withheld_on == "calendar":
+                    cal = replace(cal, invitees=keep_invitees(cal.invitees, crm.invitees))
+                else:
+                    crm = replace(crm, invitees=keep_invitees(crm.invitees, cal.invitees))
             if (
                 isinstance(cal, Event)
                 and isinstance(crm, Event)
@@ -499,22 +533,41 @@ class _Planner:
         if change.recurrence is not None and not self.ctx.caps(dest).recurrence:
             self.single_became_series(link, source, change, caused)
             return
-        out = self.outgoing(change, source)
-        event = out.event
         dest_now = self.known(dest, dest_id)
-        if (
+        withheld_on = None
+        if link.withheld_on == source and dest_id is not None:
+            # The source's copy was written without its invitees: its empty (or partial)
+            # list is no removal. Keep the destination's, plus any the user added here.
+            if dest_now is None:
+                self.skip(pol.SKIP_INVITEES_UNKNOWN, _item(source, change.id_on(source)), caused)
+                return
+            kept = keep_invitees(change.invitees, dest_now.invitees)
+            if not _covers(change.invitees, kept):
+                withheld_on = source
+            change = replace(change, invitees=kept)
+        elif (
             source == "calendar"
             and link.origin == "crm"
-            and not event.invitees
+            and link.withheld_on is None
+            and not change.invitees
             and dest_now is not None
-            and self.calendar_copies_lack_attendees()
+            and not self.settings.sync_invitees
         ):
-            # The calendar copy carries no attendees by policy: not a removal, keep the CRM's.
-            event = replace(event, invitees=dest_now.invitees)
-        new_hash = content_hash(event)
+            # A link from before `withheld_on` existed, with Sync invitees off: the calendar
+            # copy carries no attendees by policy, not a removal; keep the CRM's.
+            change = replace(change, invitees=dest_now.invitees)
+            withheld_on = source
+        out = self.outgoing(change, source)
+        event = out.event
+        # What both sides agree on: the content with every invitee, withheld ones too.
+        agreed = replace(event, invitees=out.withheld) if out.withheld else event
+        new_hash = content_hash(agreed)
+        if out.withheld:
+            withheld_on = dest
         after = replace(
             link.with_side(source, change.id_on(source), change.version_on(source)),
             content_hash=new_hash,
+            withheld_on=withheld_on,
         )
         if dest_id is None:
             self.emit(
@@ -532,7 +585,13 @@ class _Planner:
                 )
             )
             return
-        if dest_now is not None and content_hash(dest_now) == new_hash:
+        if (
+            dest_now is not None
+            and content_hash(dest_now) == content_hash(event)
+            and (not out.withheld or link.content_hash == new_hash)
+        ):
+            # (A copy without its invitees is rewritten when they changed, so an adapter
+            # that lists them in the body keeps that list current.)
             after = after.with_side(dest, dest_id, dest_now.version_on(dest))
             self.emit(Action("refresh", "already the same on both sides", link=after))
             return
@@ -584,6 +643,7 @@ class _Planner:
             expanded=True,
             pending=None,
             origin=source,
+            withheld_on=None,
         )
         dest_id = link.id_on(dest)
         if dest_id is not None:
@@ -687,14 +747,23 @@ class _Planner:
             # A copy that already shows what the series says is a write of ours read
             # back (perhaps after a lost answer), not a user's edit.
             wanted = {
-                occ.key: content_hash(self.outgoing(occ.event, ms).event)
+                occ.key: self.outgoing(occ.event, ms).event
                 for occ in expand(series_ev, self.window.start, self.window.end)
             }
             for lid in sorted(copy_changes):
                 copy_change, child = copy_changes[lid], self.links[lid]
-                if isinstance(copy_change, Event) and wanted.get(
-                    child.occurrence_key or ""
-                ) == content_hash(copy_change):
+                want = wanted.get(child.occurrence_key or "")
+                if (
+                    isinstance(copy_change, Event)
+                    and want is not None
+                    and content_hash(copy_change)
+                    in (
+                        content_hash(want),
+                        content_hash(replace(want, invitees=()))
+                        if child.withheld_on == cs
+                        else None,
+                    )
+                ):
                     child = replace(
                         child.with_side(cs, copy_change.id_on(cs), copy_change.version_on(cs)),
                         content_hash=content_hash(copy_change),
@@ -715,7 +784,7 @@ class _Planner:
         outer, self.actions = self.actions, []
         self.expand_into(master, series_ev, {}, "occurrences brought up to date", caused)
         fresh, self.actions = self.actions, outer
-        if any(a.kind in ("create", "update", "delete") for a in fresh):
+        if any(a.kind in ("create", "update", "delete", "link") for a in fresh):
             self.actions.extend(fresh)
         elif isinstance(change, Event) and change.version_on(ms) != master.version_on(ms):
             self.emit(
@@ -725,6 +794,16 @@ class _Planner:
                     link=master.with_side(ms, change.id_on(ms), change.version_on(ms)),
                 )
             )
+
+    def silently_imported(self, child: Link, cs: Side, wanted: Event) -> bool:
+        """An occurrence copy written without its invitees that differs from `wanted` only
+        in them: invitations became possible since (after the first sync), nothing else
+        changed, so it is left alone instead of inviting everyone to an old copy."""
+        return (
+            child.withheld_on == cs
+            and bool(wanted.invitees)
+            and child.content_hash == content_hash(replace(wanted, invitees=()))
+        )
 
     def replace_child(self, child: Link) -> None:
         self.links[child.link_id] = child
@@ -781,20 +860,29 @@ class _Planner:
                 child = child.with_side(cs, None, None)
             copy_id = child.id_on(cs)
             if copy_id is None:
+                found = self.reserved.pop((ms, series_ev.id_on(ms) or "", occ.key), None)
+                found = found or self.pool[cs].take(out.event, child.link_id)
+                if found is not None:
+                    self.adopt(child, cs, out, found)
+                    continue
                 self.emit(
                     Action(
                         "create",
                         reason,
                         side=cs,
                         event=out.event,
-                        link=replace(child, content_hash=new_hash),
+                        link=replace(
+                            child, content_hash=new_hash, withheld_on=cs if out.withheld else None
+                        ),
                         notify=out.notify,
                         caused_by=caused,
                         notes=out.notes,
                         item=_item(ms, master.id_on(ms)) + f"@{occ.key}",
                     )
                 )
-            elif child.content_hash != new_hash or copy_change is not None:
+            elif (
+                child.content_hash != new_hash and not self.silently_imported(child, cs, out.event)
+            ) or copy_change is not None:
                 self.emit(
                     Action(
                         "update",
@@ -802,7 +890,9 @@ class _Planner:
                         side=cs,
                         target_id=copy_id,
                         event=out.event,
-                        link=replace(child, content_hash=new_hash),
+                        link=replace(
+                            child, content_hash=new_hash, withheld_on=cs if out.withheld else None
+                        ),
                         notify=out.notify,
                         caused_by=caused,
                         notes=out.notes,
@@ -838,6 +928,35 @@ class _Planner:
                     master.with_side(ms, series_ev.id_on(ms), series_ev.version_on(ms)),
                     content_hash=content_hash(series_ev),
                 ),
+            )
+        )
+
+    def adopt(self, child: Link, cs: Side, out: pol.Outgoing, found: Event) -> None:
+        """An unlinked item already on the side without series is the occurrence's copy
+        (a reset, or a first sync after copies were made): linked, not copied again."""
+        h = content_hash(found)
+        variants = [(content_hash(out.event), cs if out.withheld else None)]
+        if out.withheld:
+            # The copy has the invitees this write would withhold (they were e-mailable).
+            variants.append((content_hash(replace(out.event, invitees=out.withheld)), None))
+        if out.event.invitees:
+            # Written without them: left alone later, like a silently imported copy.
+            variants.append((content_hash(replace(out.event, invitees=())), cs))
+        # Unequal copies have no agreed content yet: the series' next expansion rewrites it.
+        agreed, withheld_on = next(((v, w) for v, w in variants if v == h), (None, None))
+        link = replace(
+            child.with_side(cs, found.id_on(cs), found.version_on(cs)),
+            content_hash=agreed,
+            withheld_on=withheld_on,
+            pending=None,
+        )
+        self.replace_child(link)
+        self.emit(
+            Action(
+                "link",
+                "the occurrence's copy already exists on the other side",
+                link=link,
+                item=_item(cs, found.id_on(cs)),
             )
         )
 
@@ -936,12 +1055,31 @@ class _Planner:
 
     # -- items not linked yet --------------------------------------------------------
 
+    def new_item_skip(self, side: Side, ev: Event) -> str | None:
+        reason = None if self.settings.allows(side) else pol.SKIP_ONE_WAY
+        return reason or pol.scope_skip_reason(ev, self.settings, self.window, self.ctx.user_email)
+
+    def reserve_copies(self, side: Side, series_ev: Event) -> None:
+        """The occurrence copies a new series will adopt instead of creating (`expand_into`
+        takes them), reserved before the other side's new items are copied."""
+        cs = other_side(side)
+        for occ in expand(series_ev, self.window.start, self.window.end):
+            found = self.pool[cs].take(self.outgoing(occ.event, side).event)
+            if found is not None:
+                self.reserved[(side, series_ev.id_on(side) or "", occ.key)] = found
+
     def new_items(self, unlinked: dict[Side, list[Event]]) -> None:
+        # Adopted as occurrence copies by a series linked before: not new.
+        unlinked = {
+            side: [e for e in unlinked[side] if not self.pool[side].taken(e)] for side in SIDES
+        }
         live = {side: [e for e in unlinked[side] if e.status != "cancelled"] for side in SIDES}
         paired: set[tuple[Side, str]] = set()
         for cal, crm in pair_twins(live["calendar"], live["crm"]):
             if (cal.recurrence is None) != (crm.recurrence is None):
                 continue
+            self.pool["calendar"].claim(cal)
+            self.pool["crm"].claim(crm)
             same = content_hash(cal) == content_hash(crm)
             link_id = cal.link_id if cal.link_id and cal.link_id == crm.link_id else None
             link = Link(
@@ -964,16 +1102,24 @@ class _Planner:
                     item=_item("calendar", cal.calendar_id),
                 )
             )
+        # A new series to expand adopts the copies of its occurrences already on the other
+        # side first, so that side's loop below does not copy them back as new items.
+        for side in SIDES:
+            for ev in unlinked[side]:
+                if (
+                    ev.recurrence is not None
+                    and not self.ctx.caps(other_side(side)).recurrence
+                    and (side, ev.id_on(side)) not in paired
+                    and self.new_item_skip(side, ev) is None
+                ):
+                    self.reserve_copies(side, ev)
         for side in SIDES:
             dest = other_side(side)
             for ev in unlinked[side]:
                 item_id = ev.id_on(side)
-                if (side, item_id) in paired:
+                if (side, item_id) in paired or self.pool[side].taken(ev):
                     continue
-                reason = None if self.settings.allows(side) else pol.SKIP_ONE_WAY
-                reason = reason or pol.scope_skip_reason(
-                    ev, self.settings, self.window, self.ctx.user_email
-                )
+                reason = self.new_item_skip(side, ev)
                 if reason:
                     self.skip(reason, _item(side, item_id), (side,))
                     continue

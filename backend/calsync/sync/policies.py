@@ -6,8 +6,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from calsync.sync.adapters import Window
-from calsync.sync.model import Capabilities, Event, Side, participants, to_utc_instant
-from calsync.sync.recurrence import overlaps_window
+from calsync.sync.model import (
+    WITHHELD_INVITEES,
+    Capabilities,
+    Event,
+    Invitee,
+    Side,
+    participants,
+    to_utc_instant,
+)
+from calsync.sync.recurrence import overlaps_window, series_ended
 from calsync.sync.settings import SyncSettings
 
 # Reasons and notes are user-facing sentences; the run result counts them.
@@ -22,6 +30,7 @@ SKIP_OCCURRENCE_DETAILS = (
 )
 SKIP_SOURCE_GONE = "the item this copy mirrors could not be read"
 SKIP_SERIES_ON_DESTINATION = "a series was edited on the destination side of a one way sync"
+SKIP_INVITEES_UNKNOWN = "the invitees withheld from this copy could not be read from the other side"
 NOTE_ATTENDEES_WITHHELD = "attendees withheld to avoid emailing them"
 NOTE_INVITEES_OFF = "invitees not copied to the calendar (Sync invitees is off)"
 BUSY_TITLE = "Busy"
@@ -59,14 +68,23 @@ def is_related(event: Event, user_email: str | None) -> bool:
 
 
 def wants_notify(settings: SyncSettings, event: Event, first_sync: bool, now: datetime) -> bool:
+    """Whether writing `event` may e-mail its invitees.
+
+    "After first sync" is silent until the user's first sync has been applied in full.
+    """
     if settings.invitations == "never":
         return False
     if settings.invitations == "after_first_sync" and first_sync:
         return False
-    # Nobody needs an invitation to a meeting that is over.
-    return not (
-        event.recurrence is None and event.end is not None and to_utc_instant(event.end) < now
-    )
+    # Nobody needs an invitation to a meeting that is over: a single event whose end has
+    # passed, or a series (UNTIL or COUNT) whose every occurrence has ended.
+    return not ended(event, now)
+
+
+def ended(event: Event, now: datetime) -> bool:
+    if event.recurrence is not None:
+        return series_ended(event, now)
+    return event.end is not None and to_utc_instant(event.end) < now
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,9 @@ class Outgoing:
     event: Event
     notify: bool
     notes: tuple[str, ...] = ()
+    # Invitees left out of `event` (so nobody is e-mailed, or Sync invitees is off); they
+    # remain the meeting's invitees.
+    withheld: tuple[Invitee, ...] = ()
 
 
 def for_destination(
@@ -96,15 +117,21 @@ def for_destination(
             organizer=None,
             invitees=(),
         )
+    withheld: tuple[Invitee, ...] = ()
     if source == "crm" and not settings.sync_invitees and out.invitees:
+        withheld = out.invitees
         out = replace(out, invitees=())
         notes.append(NOTE_INVITEES_OFF)
     notify = dest_caps.notify and wants_notify(settings, out, first_sync, now)
+    extra = {k: v for k, v in out.extra.items() if k != WITHHELD_INVITEES}
     if not notify and dest_caps.notify and not dest_caps.suppress_invitations and out.invitees:
         # The destination would email every attendee; silence is only possible without them.
-        out = replace(out, invitees=())
+        # They travel in `extra` so the adapter can list them in the body instead.
+        withheld = out.invitees
+        extra[WITHHELD_INVITEES] = withheld
         notes.append(NOTE_ATTENDEES_WITHHELD)
-    return Outgoing(out, notify, tuple(notes))
+        out = replace(out, invitees=())
+    return Outgoing(replace(out, extra=extra), notify, tuple(notes), withheld)
 
 
 def conflict_winner(settings: SyncSettings, calendar: Event | None, crm: Event | None) -> Side:

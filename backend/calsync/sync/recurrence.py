@@ -111,6 +111,47 @@ def expand(event: Event, window_start: datetime, window_end: datetime) -> list[O
     return out
 
 
+# How many occurrences `series_ended` looks at past the instant it asks about.
+_ENDED_LOOKAHEAD = 10_000
+
+
+def series_ended(event: Event, now: datetime) -> bool:
+    """Whether every occurrence of a series has ended before `now`.
+
+    Only a rule with UNTIL or COUNT can end; moved occurrences count where they were moved
+    to, cancelled ones not at all. An unreadable rule counts as not ended.
+    """
+    assert event.recurrence is not None
+    if event.start is None or event.end is None:
+        return False
+    text = _normalised_rule(event.recurrence.rrule, not event.all_day).upper()
+    if "UNTIL=" not in text and "COUNT=" not in text:
+        return False
+    try:
+        rule, zone = _rule(event)
+    except (ValueError, TypeError, KeyError):
+        return False
+    duration = event.end - event.start  # type: ignore[operator]
+    cancelled = {occurrence_key(c) for c in event.recurrence.cancelled}
+    moved = {occurrence_key(m.original_start): m for m in event.recurrence.moved}
+    if any(to_utc_instant(m.end) >= now for k, m in moved.items() if k not in cancelled):
+        return False
+    if zone is None:
+        # All-day: an occurrence on day d ends at UTC midnight of d + duration.
+        threshold = now.astimezone(UTC).replace(tzinfo=None) - duration
+    else:
+        threshold = now - duration
+    # The first occurrence that has not ended by the rule; skip those cancelled or moved.
+    for count, when in enumerate(rule.xafter(threshold, inc=True)):
+        if count >= _ENDED_LOOKAHEAD:
+            return False
+        original: When = when.date() if zone is None else when.astimezone(UTC)
+        key = occurrence_key(original)
+        if key not in cancelled and key not in moved:
+            return False
+    return True
+
+
 def original_occurrence(event: Event, key: str) -> tuple[When, When] | None:
     """Start and end an occurrence has by the rule alone, to tell whether a copy was moved."""
     assert event.recurrence is not None and event.start is not None and event.end is not None

@@ -30,6 +30,10 @@ class Link:
     occurrence_key: str | None = None
     expanded: bool = False
     pending: Side | None = None  # a create on this side was started but not confirmed
+    # The copy on this side was written without its invitees (the side would have e-mailed
+    # them). Its empty invitee list is not the meeting's: copying from it keeps the other
+    # side's invitees, and `content_hash` is of the content *with* those invitees.
+    withheld_on: Side | None = None
 
     def id_on(self, side: Side) -> str | None:
         return self.calendar_id if side == "calendar" else self.crm_id
