@@ -22,6 +22,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP_INSTALL) -e '.[test]'
 	@touch $@ $(VENV)/.installed
 
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(PIP_INSTALL) -e '.[bench]'
+	@touch $@ $(VENV)/.installed
+
 ## Start calsync (web + worker + scheduler, SQLite, embedded Redis). Ctrl-C stops it.
 run: $(VENV)/.installed
 	$(BIN)/calsync db upgrade
@@ -31,6 +35,10 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test lint
 	scripts/ensure-chromium
 	$(BIN)/pytest
+
+## Run the benchmarks against the local emulators (needs Redis on 127.0.0.1:6379; db 15 is flushed).
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.run
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
