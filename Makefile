@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench soak clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "calsync needs Python 3.11 or newer; run: make PYTHON=python3.11 ...")'
@@ -39,6 +39,10 @@ test: $(VENV)/.installed-test lint
 ## Run the benchmarks against the local emulators (needs Redis on 127.0.0.1:6379; db 15 is flushed).
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.run
+
+## The long fault soak: 1,000 randomized scenarios; the counts go to test-artifacts/soak.json.
+soak: $(VENV)/.installed-test
+	cd tests && ../$(BIN)/python -m reliability.soak --scenarios 1000 --out ../test-artifacts/soak.json
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

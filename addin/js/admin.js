@@ -174,6 +174,8 @@ function connOf(user, kind) {
 }
 
 function needsAttention(user) {
+  // The server decides (same rule as below); older servers send no flag.
+  if (typeof user.attention === "boolean") return user.attention;
   const cal = connOf(user, "calendar");
   const crm = connOf(user, "crm");
   const run = user.last_run;
@@ -201,7 +203,7 @@ function renderUsers() {
     : "";
   const options = [["", "Global settings"], ...state.profiles.filter((p) => !p.is_global).map((p) => [String(p.id), p.name])];
   box.replaceChildren(
-    known ? null : el("p", { class: "message info small" }, "Connection states and last syncs are not available yet on this server."),
+    ...(known ? [] : [el("p", { class: "message info small" }, "Connection states and last syncs are not available yet on this server.")]),
     el("div", { class: "table-wrap" }, el("table", { class: "users" },
       el("caption", { class: "visually-hidden" }, "Users of your organization"),
       el("thead", {}, el("tr", {},

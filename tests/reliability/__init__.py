@@ -1,0 +1,1 @@
+"""Reliability suite: injected faults must never lose, double or announce a meeting."""
