@@ -434,6 +434,11 @@ function renderCrm() {
   }
   form.hidden = false;
   $("#crm-about").textContent = `Your organization uses ${info.label}${info.url ? ` at ${info.url}` : ""}. Enter your own ${info.label} user name and password.`;
+  if (info.type === "sandbox") {
+    // Development only: the sandbox's emulated CRM has one demo account.
+    $("#crm-about").textContent += ' Sandbox CRM: user name "demo", password "demo".';
+    if (!conn && !$("#crm-user").value) $("#crm-user").value = "demo";
+  }
   if (conn) {
     if (!$("#crm-user").value) $("#crm-user").value = conn.account || "";
     const kind = conn.status === "connected" ? "success" : "warning";

@@ -97,6 +97,9 @@ def up(port: int | None) -> None:
             Child("worker", calsync_command("worker")),
             Child("cron", calsync_command("cron")),
         ]
+        if not config.is_production:
+            # "Sandbox Outlook" and "Sandbox CRM": emulators, never in production.
+            children.append(Child("sandbox", calsync_command("sandbox")))
         supervisor = Supervisor(children, child_env(extra_env))
         code = supervisor.run(on_started=lambda stopping: _announce(config, stopping))
     finally:
@@ -128,6 +131,18 @@ def _announce(config: Config, stopping: Callable[[], bool]) -> None:
             click.echo("calsync: /healthz did not answer 200 within 60 s; see the logs above.")
 
     threading.Thread(target=wait, daemon=True).start()
+
+
+@main.command()
+@click.option("--fresh", is_flag=True, help="Forget the saved sandbox data and seed anew.")
+def sandbox(fresh: bool) -> None:
+    """Serve "Sandbox Outlook" and "Sandbox CRM", seeded emulators (development only)."""
+    config = load_config()
+    if config.is_production:
+        fail("sandbox: the sandbox is for development only; it never runs in production.")
+    from calsync.sandbox.demo import serve
+
+    serve(config.instance_dir, echo=lambda text: click.echo(text), fresh=fresh)
 
 
 @main.command()

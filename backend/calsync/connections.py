@@ -87,6 +87,8 @@ def open_sides(session: Session, user: User, rt: Runtime) -> Sides:
 
 def open_calendar(connection: Connection, config: Config) -> Opened:
     opener = _CALENDAR_OPENERS.get(connection.provider)
+    if opener is None and not config.is_production:
+        opener = _SANDBOX_CALENDAR_OPENERS.get(connection.provider)
     if opener is None:
         raise ProviderConfigError(
             f"calsync cannot open calendars of type {connection.provider!r}; connect again."
@@ -96,6 +98,8 @@ def open_calendar(connection: Connection, config: Config) -> Opened:
 
 def open_crm(connection: Connection, config: Config) -> Opened:
     opener = _CRM_OPENERS.get(connection.provider)
+    if opener is None and not config.is_production:
+        opener = _SANDBOX_CRM_OPENERS.get(connection.provider)
     if opener is None:
         raise ProviderConfigError(
             f"calsync cannot open a CRM of type {connection.provider!r}; ask your administrator."
@@ -215,6 +219,70 @@ _CRM_OPENERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], Config],
     "suitecrm": _suitecrm,
     "dynamics": _dynamics,
 }
+
+
+# -- development only: the sandbox's emulators (`calsync sandbox`) ---------------------------
+
+SANDBOX_NOT_RUNNING = (
+    "The sandbox is not running: start calsync with `make run` (or run `calsync sandbox`). "
+    "Its data lives in memory, so after a restart connect again and use "
+    '"Reset calendar sync".'
+)
+
+
+def _running_sandbox(config: Config) -> Mapping[str, Any]:
+    if config.is_production:  # never reached (not registered in production): belt and braces
+        raise ProviderConfigError("The sandbox is not available in production.")
+    from calsync.sandbox.demo import running_sandbox
+
+    info = running_sandbox(config)
+    if info is None:
+        raise ProviderConfigError(SANDBOX_NOT_RUNNING)
+    return info
+
+
+def _sandbox_graph(details: Mapping[str, Any], secret: Mapping[str, Any], config: Config) -> Opened:
+    """Sandbox Outlook: the Graph adapter against the emulator where it listens now."""
+    info = _running_sandbox(config)
+    cls = calendars.adapter_class("office365")
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = info["ca_file"]
+    adapter = cls(
+        secret,
+        client_id=info["client_id"],
+        client_secret=info["client_secret"],
+        account_type=details.get("account_type", "office365"),
+        session=session,
+        authority_host=info["graph_url"],
+        graph_base=f"{info['graph_url']}/v1.0",
+    )
+    return Opened(adapter, lambda: adapter.credentials() if adapter.credentials_changed else None)
+
+
+def _sandbox_crm(details: Mapping[str, Any], secret: Mapping[str, Any], config: Config) -> Opened:
+    """Sandbox CRM: the SuiteCRM adapter against the emulator (an address calsync wrote
+    itself, not a user's: no SSRF guard needed, and it must reach 127.0.0.1)."""
+    info = _running_sandbox(config)
+    cls = crm.adapter_class("suitecrm")
+    latest: dict[str, Any] = {}
+    session = requests.Session()
+    session.trust_env = False
+    adapter = cls(
+        {**secret, "base_url": info["crm_url"]},
+        session=session,
+        on_credentials_changed=latest.update,
+    )
+    return Opened(adapter, lambda: dict(latest) if latest else None)
+
+
+# Looked up only outside production (open_calendar, open_crm).
+_SANDBOX_CALENDAR_OPENERS: dict[
+    str, Callable[[Mapping[str, Any], Mapping[str, Any], Config], Opened]
+] = {"sandbox-outlook": _sandbox_graph}
+_SANDBOX_CRM_OPENERS: dict[
+    str, Callable[[Mapping[str, Any], Mapping[str, Any], Config], Opened]
+] = {"sandbox": _sandbox_crm}
 
 
 def replace_connection(

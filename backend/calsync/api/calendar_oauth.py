@@ -24,7 +24,13 @@ from flask_smorest import Blueprint
 from werkzeug.wrappers import Response
 
 from calsync.api.access import me
-from calsync.api.connections import CALENDAR_PROVIDERS, save_connection
+from calsync.api.connections import (
+    CALENDAR_PROVIDERS,
+    DEVELOPMENT_PROVIDERS,
+    SANDBOX_NOT_RUNNING,
+    running_sandbox,
+    save_connection,
+)
 from calsync.api.errors import ErrorSchema, refuse
 from calsync.api.services import services
 from calsync.config import DEFAULT_MICROSOFT_AUTHORITY_HOST, Config
@@ -40,6 +46,9 @@ STALE = (
     "already used). Click Connect to try again."
 )
 LABELS = {p.key: p.label for p in CALENDAR_PROVIDERS if p.method == "oauth"}
+# Development only: "Sandbox Outlook", the Graph emulator of `calsync sandbox`.
+SANDBOX_LABELS = {p.key: p.label for p in DEVELOPMENT_PROVIDERS if p.method == "oauth"}
+UNKNOWN_PROVIDER = '"Provider" must be one of "outlook", "office365", "google".'
 
 blp = Blueprint(
     "calendar_oauth",
@@ -56,9 +65,8 @@ class NotAvailable(Exception):
 class StartSchema(ma.Schema):
     provider = ma.fields.String(
         required=True,
-        validate=ma.validate.OneOf(
-            tuple(LABELS), error='"Provider" must be one of "outlook", "office365", "google".'
-        ),
+        # The sandbox's keys pass here; `start` refuses them in production.
+        validate=ma.validate.OneOf((*LABELS, *SANDBOX_LABELS), error=UNKNOWN_PROVIDER),
         error_messages={"required": '"Provider" is required.', "null": '"Provider" is required.'},
         metadata={"title": "Provider"},
     )
@@ -84,13 +92,30 @@ class CallbackArgs(ma.Schema):
 
 def oauth_client(provider: str, config: Config) -> Any:
     """The provider's connect flow (GraphOAuth or GoogleOAuth: start_auth, finish_auth)."""
+    if provider in SANDBOX_LABELS:
+        return _sandbox(config)
     return _google(config) if provider == "google" else _microsoft(provider, config)
+
+
+def label_of(provider: str) -> str:
+    return LABELS.get(provider) or SANDBOX_LABELS.get(provider, provider)
 
 
 def stored_details(provider: str, config: Config) -> dict[str, Any]:
     """The non-secret details `calsync.connections` opens the calendar with."""
     if provider == "google":
         return {}
+    if provider in SANDBOX_LABELS:
+        # Where the emulator listened at connect time; `connections._sandbox_graph` opens
+        # it where it listens now (instance/sandbox.json), outside production only.
+        info = running_sandbox() or {}
+        return {
+            "account_type": "office365",
+            "sandbox": True,
+            "authority_host": info.get("graph_url"),
+            "graph_base": f"{info.get('graph_url')}/v1.0",
+            "ca_file": info.get("ca_file"),
+        }
     details: dict[str, Any] = {"account_type": provider}
     # Development only: the sandbox's emulator stands in for Microsoft's login host and
     # Graph (both on one address) with a certificate of its own. `connections._graph`
@@ -110,7 +135,7 @@ def _microsoft(provider: str, config: Config) -> Any:
 
     if not config.microsoft_client_id or not config.microsoft_client_secret:
         raise NotAvailable(
-            f"{LABELS[provider]} sign-in is not set up on this server: the administrator must "
+            f"{label_of(provider)} sign-in is not set up on this server: the administrator must "
             "set MICROSOFT_CLIENT_ID and MICROSOFT_CLIENT_SECRET."
         )
     return GraphOAuth(
@@ -119,6 +144,37 @@ def _microsoft(provider: str, config: Config) -> Any:
         provider,  # type: ignore[arg-type]  # "outlook" | "office365", checked by StartSchema
         authority_host=config.microsoft_authority_host,
         session=requests.Session(),
+    )
+
+
+def _sandbox(config: Config) -> Any:
+    """Sandbox Outlook (development): the real msal flow against the Graph emulator."""
+    from calsync.calendars.graph import GraphOAuth
+
+    if config.is_production:
+        raise NotAvailable(UNKNOWN_PROVIDER)
+    info = running_sandbox()
+    if info is None:
+        raise NotAvailable(SANDBOX_NOT_RUNNING)
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = info["ca_file"]
+
+    class SandboxOAuth(GraphOAuth):
+        def start_auth(
+            self, redirect_uri: str, state: str, *, login_hint: str | None = None
+        ) -> tuple[str, dict[str, Any]]:
+            url, flow = super().start_auth(redirect_uri, state, login_hint=login_hint)
+            # The browser visits the consent page over plain http: it does not trust the
+            # emulator's certificate (msal, on the server, does).
+            return url.replace(info["graph_url"], info["consent_url"], 1), flow
+
+    return SandboxOAuth(
+        info["client_id"],
+        info["client_secret"],
+        "office365",
+        authority_host=info["graph_url"],
+        session=session,
     )
 
 
@@ -147,10 +203,13 @@ def start(body: dict[str, str]) -> dict[str, str]:
     """Start connecting a calendar: where to send the browser for the provider's consent."""
     provider = body["provider"]
     config = services().config
+    if provider in SANDBOX_LABELS and config.is_production:
+        refuse(422, UNKNOWN_PROVIDER, {"provider": UNKNOWN_PROVIDER})
     try:
         client = oauth_client(provider, config)
-        # Work accounts usually sign in to Office 365 with the address they use here.
-        hint = me().email if provider == "office365" else None
+        # Work accounts usually sign in to Office 365 with the address they use here; the
+        # sandbox creates (and seeds) the mailbox of that address at the first consent.
+        hint = me().email if provider in ("office365", *SANDBOX_LABELS) else None
         state = secrets.token_urlsafe(32)
         url, flow = client.start_auth(redirect_uri(config), state, login_hint=hint)
     except NotAvailable as exc:
@@ -182,7 +241,7 @@ def callback(**reply: Any) -> Response:
         if params["error"] in ("access_denied", "consent_required", "interaction_required"):
             return _back(error=REFUSED)
         return _back(
-            error=f"{LABELS[provider]} did not connect your calendar. Click Connect to try again."
+            error=f"{label_of(provider)} did not connect your calendar. Click Connect to try again."
         )
     config = services().config
     try:
@@ -197,7 +256,7 @@ def callback(**reply: Any) -> Response:
         account=email,
         details=stored_details(provider, config),
         secret=credentials,
-        status_message=f"Connected to {LABELS[provider]} as {email}.",
+        status_message=f"Connected to {label_of(provider)} as {email}.",
     )
     return _back(connected="calendar")
 

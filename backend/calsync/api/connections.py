@@ -80,13 +80,28 @@ CALENDAR_PROVIDERS = (
     CalendarProvider("google", "Google", "oauth", True),
     CalendarProvider("caldav", "CalDAV server", "manual", False),
 )
-# Development only (the sandbox's providers join here when they exist).
-DEVELOPMENT_PROVIDERS: tuple[CalendarProvider, ...] = ()
+# Development only, and only while `calsync sandbox` runs (a child of `calsync up`).
+DEVELOPMENT_PROVIDERS: tuple[CalendarProvider, ...] = (
+    CalendarProvider("sandbox-outlook", "Sandbox Outlook", "oauth", True),
+)
+SANDBOX_NOT_RUNNING = (
+    "The sandbox is not running on this server: start calsync with `make run` "
+    "(or run `calsync sandbox`)."
+)
+
+
+def running_sandbox() -> dict[str, Any] | None:
+    """Where the development sandbox listens; always None in production (never read)."""
+    config = services().config
+    if config.is_production:
+        return None
+    from calsync.sandbox.demo import running_sandbox as read
+
+    return read(config)
 
 
 def calendar_providers() -> tuple[CalendarProvider, ...]:
-    development = not services().config.is_production
-    return CALENDAR_PROVIDERS + (DEVELOPMENT_PROVIDERS if development else ())
+    return CALENDAR_PROVIDERS + (DEVELOPMENT_PROVIDERS if running_sandbox() else ())
 
 
 def provider_label(connection: Connection) -> str:
@@ -324,6 +339,10 @@ def connect_crm(body: dict[str, Any]) -> dict[str, Any]:
     if crm_type is None:
         refuse(409, NO_CRM_CHOSEN)
     label = crm_types().get(crm_type, (crm_type, False))[0]
+    if crm_type == "sandbox" and crm_type in crm_types():  # development only
+        return save_connection(
+            "crm", provider=crm_type, **_connect_sandbox_crm(body["user_name"], body["password"])
+        )
     connector = CRM_CONNECTORS.get(crm_type)
     if connector is None:
         refuse(503, CRM_NEEDS_SIGN_IN.get(crm_type) or CRM_NOT_READY.format(label=label))
@@ -390,6 +409,31 @@ def _connect_suitecrm(url: str, user_name: str, password: str) -> dict[str, Any]
 
 
 CRM_CONNECTORS = {"suitecrm": _connect_suitecrm}
+
+
+def _connect_sandbox_crm(user_name: str, password: str) -> dict[str, Any]:
+    """The "Sandbox CRM" (development): the SuiteCRM emulator `calsync sandbox` runs. Its
+    address is calsync's own, not a user's, so the SSRF guard (which refuses 127.0.0.1)
+    does not apply."""
+    import requests
+
+    from calsync.crm.suitecrm import SuiteCrmAdapter
+
+    info = running_sandbox()
+    if info is None:
+        refuse(503, SANDBOX_NOT_RUNNING)
+    session = requests.Session()
+    session.trust_env = False
+    try:
+        connection = SuiteCrmAdapter.connect(info["crm_url"], user_name, password, session=session)
+    except ProviderError as exc:
+        refuse_provider_error(exc)
+    return {
+        "account": user_name,
+        "details": {"server_url": info["crm_url"], "api": connection.api},
+        "secret": connection.credentials,
+        "status_message": connection.message,
+    }
 
 
 def crm_record_url(
