@@ -9,18 +9,16 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import redis
-from sqlalchemy import create_engine, text
 
 from calsync import runtime
 from calsync.config import Config
 from calsync.embedded_redis import EmbeddedRedis
+from databases import postgres_schema_url
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -63,24 +61,6 @@ def redis_conn(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-def _postgres_schema_url(base_url: str) -> Iterator[str]:
-    """A URL whose connections land in a fresh schema; the schema is dropped afterwards."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:
-        admin.dispose()
-        pytest.fail(f"TEST_DATABASE_URL={base_url} is set but unusable: {exc}")
-    separator = "&" if "?" in base_url else "?"
-    url = base_url.replace("postgresql://", "postgresql+psycopg://", 1)
-    yield f"{url}{separator}options={quote(f'-csearch_path={schema}')}"
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
-
-
 DATABASES = ["sqlite", "postgresql"] if TEST_DATABASE_URL else ["sqlite"]
 
 
@@ -91,7 +71,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{tmp_path / 'calsync.sqlite3'}"
     else:
         assert TEST_DATABASE_URL
-        yield from _postgres_schema_url(TEST_DATABASE_URL)
+        yield from postgres_schema_url(TEST_DATABASE_URL)
 
 
 @pytest.fixture

@@ -172,9 +172,9 @@ def test_the_database_connection_cut_mid_sync_is_retried_and_ends_with_every_mee
     world, env, redis_conn: redis.Redis, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     assert TEST_DATABASE_URL, "CI must set TEST_DATABASE_URL"
-    from conftest import _postgres_schema_url
+    from databases import postgres_schema_url
 
-    urls = _postgres_schema_url(TEST_DATABASE_URL)
+    urls = postgres_schema_url(TEST_DATABASE_URL)
     application = f"calsync-reliability-{uuid.uuid4().hex[:8]}"
     env = {**env, "DATABASE_URL": f"{next(urls)}&application_name={application}"}
     rt = _runtime(env)
