@@ -45,12 +45,6 @@ class LateCreateSession(requests.Session):
         raise requests.Timeout("read timed out (the CRM will still apply the write)")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (sync/executor.py _resolve_pending + planner): the retry does not find the "
-    "late meeting by its link id, creates it again under the same link id, and the late one "
-    "stays as an unlinked twin that no later run notices",
-)
 @pytest.mark.parametrize("pair", ["graph"], indirect=True)
 def test_a_create_that_lands_after_its_retry_leaves_one_meeting_after_the_next_sync(
     pair,

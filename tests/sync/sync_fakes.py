@@ -187,6 +187,18 @@ class FlakySide(MemorySide):
     rng: random.Random = field(default_factory=random.Random)
     fault_rate: float = 0.0
     crash_rate: float = 0.0
+    # A create whose answer is lost and that the side applies only later, at `land_late`
+    # (after the retries have looked for it by link id and written it again).
+    late_rate: float = 0.0
+    late: list[tuple[Event, str]] = field(default_factory=list)
+    # Which late creates may still land (default: all).
+    landable: Any = None
+
+    def land_late(self) -> None:
+        pending, self.late = self.late, []
+        for event, link_id in pending:
+            if self.landable is None or self.landable(link_id):
+                MemorySide.create(self, event, link_id=link_id, notify=False)
 
     def _maybe_fail(self, stage: str) -> None:
         roll = self.rng.random()
@@ -196,6 +208,9 @@ class FlakySide(MemorySide):
             raise InjectedFault(f"fault {stage}")
 
     def create(self, event: Event, *, link_id: str, notify: bool) -> Event:
+        if self.late_rate and self.rng.random() < self.late_rate:
+            self.late.append((event, link_id))
+            raise InjectedFault("answer lost; the create lands later")
         self._maybe_fail("before create")
         out = super().create(event, link_id=link_id, notify=notify)
         self._maybe_fail("after create")

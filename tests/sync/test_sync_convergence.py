@@ -288,7 +288,8 @@ class World:
     def calm(self) -> None:
         for side in self.sides.values():
             if isinstance(side, FlakySide):
-                side.fault_rate = side.crash_rate = 0.0
+                side.fault_rate = side.crash_rate = side.late_rate = 0.0
+                side.land_late()
 
 
 def converge(world: World, steps: list[tuple]) -> None:

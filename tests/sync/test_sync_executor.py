@@ -295,3 +295,30 @@ def test_single_turned_series_becomes_occurrences_where_side_lacks_series(clock,
         NOW + timedelta(days=d) for d in (1, 2, 3)
     ]
     assert sync(calendar, crm, store).writes == 0
+
+
+def test_a_create_that_lands_after_its_retry_is_removed_by_the_next_sync(clock, store) -> None:
+    flaky = FlakySide("crm", Capabilities(), clock)
+    calendar = MemorySide("calendar", Capabilities(), clock)
+    calendar.user_create(meeting("A"))
+    late: list[tuple] = []
+
+    def lost(event, *, link_id, notify):  # the answer is lost; the write lands later
+        late.append((event, link_id))
+        raise TimeoutError("read timed out")
+
+    flaky.create = lost  # type: ignore[method-assign]
+    assert sync(calendar, flaky, store).errors
+    del flaky.create  # the retry finds nothing by link id and writes again
+    assert sync(calendar, flaky, store).ok
+    [(event, link_id)] = late
+    MemorySide.create(flaky, event, link_id=link_id, notify=False)  # the late write lands
+    assert len(flaky.items) == 2
+
+    result = sync(calendar, flaky, store)
+    assert result.ok and titles(flaky) == ["A"] and titles(calendar) == ["A"]
+    assert result.notes == {pol.NOTE_STRAY_REMOVED: 1}
+    assert flaky.sent[-1].op == "delete" and flaky.sent[-1].notify is False
+    [link] = store.links()
+    assert link.crm_id in flaky.items  # the linked copy stays
+    assert sync(calendar, flaky, store).writes == 0

@@ -24,7 +24,7 @@ from calsync.sync import (
     plan_sync,
 )
 from calsync.sync import policies as pol
-from calsync.sync.planner import Plan
+from calsync.sync.planner import Plan, reads_needed
 
 TWO_WAY = SyncSettings(direction="two_way", record_option="all")
 
@@ -723,3 +723,96 @@ def test_an_occurrence_copy_is_adopted_once_and_an_occurrence_without_one_is_cre
     # One occurrence of the first series, three of the second: no copy is taken twice.
     assert len(creates) == 4 and all(a.side == "crm" for a in creates)
     assert not [a for a in p.actions if a.kind == "create" and a.side == "calendar"]
+
+
+# -- stray copies left by an interrupted write ----------------------------------------------
+
+
+def test_a_second_copy_under_a_linked_link_id_is_deleted_silently_with_a_note() -> None:
+    link, _cal, crm = synced_pair(meeting("Demo"))
+    real = replace(crm, link_id="L0")
+    late = replace(on_crm(meeting("Demo"), "m2", "mv2"), link_id="L0")
+    p = plan(links=[link], crm=[late], crm_context=[real])
+    [delete] = p.writes
+    assert (delete.kind, delete.side, delete.target_id) == ("delete", "crm", "m2")
+    assert delete.notify is False and delete.link is None and not delete.drop_link_ids
+    assert delete.notes == (pol.NOTE_STRAY_REMOVED,)
+    # Listed together with the real copy: the real one is never touched.
+    p = plan(links=[link], crm=[real, late])
+    assert [(a.kind, a.target_id) for a in p.writes] == [("delete", "m2")]
+
+
+def test_a_second_copy_stays_while_the_linked_copy_is_not_known_to_exist() -> None:
+    link, _, _ = synced_pair(meeting("Demo"))
+    late = replace(on_crm(meeting("Demo"), "m2", "mv2"), link_id="L0")
+    for p in (
+        plan(links=[link], crm=[late]),  # the linked copy could not be read
+        plan(links=[link], crm=[late], crm_deleted=("m1",)),  # it was just deleted
+    ):
+        assert not [a for a in p.writes if a.side == "crm" and a.kind == "delete"]
+
+
+def test_items_carrying_link_ids_without_a_link_are_linked_not_deleted_after_a_reset() -> None:
+    cal = replace(on_cal(meeting("Demo")), link_id="L5")
+    crm = replace(on_crm(meeting("Demo moved", start=NOW + timedelta(days=3))), link_id="L5")
+    p = plan(cal=[cal], crm=[crm], first_sync=True)
+    assert not p.writes
+    [link] = only(p, "link")
+    assert (link.link.link_id, link.link.calendar_id, link.link.crm_id) == ("L5", "c1", "m1")
+
+
+def test_a_user_item_without_our_link_id_is_never_removed_as_a_stray() -> None:
+    link, cal, crm = synced_pair(meeting("Demo"))
+    mine = on_crm(meeting("Demo"), "m2", "mv2")
+    p = plan(links=[link], crm=[mine], crm_context=[crm], cal_context=[cal])
+    assert not [a for a in p.writes if a.kind == "delete"]
+    [create] = p.writes
+    assert (create.kind, create.side) == ("create", "calendar")
+
+
+def test_a_stray_on_the_source_of_a_one_way_sync_is_neither_deleted_nor_copied() -> None:
+    link, cal, _crm = synced_pair(meeting("Demo"))
+    stray = replace(on_cal(meeting("Demo"), "c2", "cv2"), link_id="L0")
+    p = plan(
+        links=[link],
+        cal=[stray],
+        cal_context=[cal],
+        settings=SyncSettings(direction="crm_to_calendar", record_option="all"),
+    )
+    assert [(a.kind, a.target_id) for a in p.writes] == [("delete", "c2")]  # destination
+    p = plan(
+        links=[link],
+        cal=[stray],
+        cal_context=[cal],
+        settings=SyncSettings(direction="calendar_to_crm", record_option="all"),
+    )
+    assert not p.writes and pol.SKIP_STRAY_ON_SOURCE in skip_reasons(p)  # nor copied
+
+
+def test_a_stray_with_invitees_on_a_side_that_would_email_them_is_kept() -> None:
+    link, cal, _crm = synced_pair(meeting("Demo"))
+    stray = replace(on_cal(meeting("Demo"), "c2", "cv2"), link_id="L0")
+    loud = Capabilities(suppress_invitations=False)
+    p = plan(links=[link], cal=[stray], cal_context=[cal], cal_caps=loud)
+    assert not p.writes
+    assert pol.SKIP_STRAY_KEPT in skip_reasons(p)
+
+
+def test_the_linked_copy_of_a_stray_is_read_before_planning() -> None:
+    link, _, _ = synced_pair(meeting("Demo"))
+    late = replace(on_crm(meeting("Demo"), "m2", "mv2"), link_id="L0")
+    wanted = reads_needed([link], SideChanges(), SideChanges(events={"m2": late}), TWO_WAY)
+    assert ("crm", "m1") in wanted
+
+
+def test_when_the_linked_copy_is_deleted_its_second_copy_becomes_the_linked_one() -> None:
+    link, cal, _crm = synced_pair(meeting("Demo"))
+    late = replace(on_crm(meeting("Demo"), "m2", "mv2"), link_id="L0")
+    p = plan(links=[link], crm=[late], crm_deleted=("m1",), cal_context=[cal])
+    assert not p.writes  # neither the meeting deleted on the calendar nor copied again
+    [refresh] = only(p, "refresh")
+    assert (refresh.link.link_id, refresh.link.calendar_id, refresh.link.crm_id) == (
+        "L0",
+        "c1",
+        "m2",
+    )

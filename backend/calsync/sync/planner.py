@@ -167,6 +167,13 @@ def reads_needed(
         if item_id and item_id not in changes[side].events:
             wanted.add((side, item_id))
 
+    for side in SIDES:
+        for item_id, ev in changes[side].events.items():
+            # A stray copy is removed only once its link's item is known to exist.
+            lk = by_id.get(ev.link_id or "")
+            real = lk.id_on(side) if lk is not None else None
+            if real not in (None, item_id) and real not in changes[side].deleted:
+                want(side, real)
     for lk in all_links:
         if lk.pending and lk.id_on(lk.pending) is None:
             source = by_id.get(lk.series_link_id or "") or lk  # an occurrence: its series
@@ -324,6 +331,7 @@ class _Planner:
 
     def run(self) -> Plan:
         self.guard_empty()
+        self.adopt_strays_of_deleted_copies()
         per_link: dict[str, dict[Side, Change]] = defaultdict(dict)
         unlinked: dict[Side, list[Event]] = {"calendar": [], "crm": []}
         for side in SIDES:
@@ -340,7 +348,8 @@ class _Planner:
                     continue
                 link = self.link_for(side, ev)
                 if link is None:
-                    unlinked[side].append(ev)
+                    if not self.remove_stray(side, ev):
+                        unlinked[side].append(ev)
                 else:
                     per_link[link.link_id][side] = ev
             for item_id in sorted(ch.deleted):
@@ -381,6 +390,74 @@ class _Planner:
             if candidate.id_on(side) is None and not candidate.expanded:
                 return candidate
         return None
+
+    def adopt_strays_of_deleted_copies(self) -> None:
+        """A linked item deleted while an unlinked item carrying its link id is listed on the
+        same side (a late create's second copy, the user removing one of the two; or an
+        item the side gave a new id): the remaining item is the link's copy now, read back
+        like our own create, instead of the meeting being deleted or written again."""
+        for side in SIDES:
+            ch = self.changes[side]
+            for item_id in sorted(ch.events):
+                link = self.links.get(ch.events[item_id].link_id or "")
+                if (
+                    link is None
+                    or item_id in self.by_side[side]
+                    or link.expanded
+                    or link.series_link_id
+                    or link.id_on(side) not in ch.deleted
+                ):
+                    continue
+                self.by_side[side].pop(link.id_on(side) or "", None)
+                link = link.with_side(side, None, None)
+                self.links[link.link_id] = link
+                other = other_side(side)
+                if link.id_on(other):
+                    self.by_side[other][link.id_on(other) or ""] = link
+
+    def stray_of(self, side: Side, ev: Event) -> Link | None:
+        """The link `ev` is a stray copy of: `ev` carries the link id of a link that holds
+        another item on this side, and that item is confirmed to exist (listed or read, not
+        deleted). A create whose answer was lost and that landed after its retry had looked
+        for it and written it again leaves exactly this. An item whose own link id has no
+        link (a reset, a dropped link) is never a stray: the first sync adopts it."""
+        link = self.links.get(ev.link_id or "")
+        item_id = ev.id_on(side)
+        if link is None or item_id is None:
+            return None
+        real = link.id_on(side)
+        if real is None or real == item_id or real in self.changes[side].deleted:
+            return None
+        return link if self.known(side, real) is not None else None
+
+    def remove_stray(self, side: Side, ev: Event) -> bool:
+        """Delete `ev` silently if it is calsync's own stray copy; whether it was one."""
+        link = self.stray_of(side, ev)
+        if link is None:
+            return False
+        item = _item(side, ev.id_on(side))
+        if not self.settings.allows(other_side(side)):
+            # The source of a one way sync is not ours to change; copying it would double
+            # the meeting on the destination.
+            self.skip(pol.SKIP_STRAY_ON_SOURCE, item, (side,))
+            return True
+        caps = self.ctx.caps(side)
+        if ev.invitees and caps.notify and not caps.suppress_invitations:
+            self.skip(pol.SKIP_STRAY_KEPT, item, (side,))
+            return True
+        self.emit(
+            Action(
+                "delete",
+                f"a second copy of {link.link_id} on the {side}, left by an interrupted write",
+                side=side,
+                target_id=ev.id_on(side),
+                notify=False,
+                caused_by=frozenset({side}),
+                notes=(pol.NOTE_STRAY_REMOVED,),
+                item=item,
+            )
+        )
+        return True
 
     # -- linked single events and native series ------------------------------------
 

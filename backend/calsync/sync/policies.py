@@ -32,6 +32,13 @@ SKIP_SOURCE_GONE = "the item this copy mirrors could not be read"
 SKIP_SERIES_ON_DESTINATION = "a series was edited on the destination side of a one way sync"
 SKIP_INVITEES_UNKNOWN = "the invitees withheld from this copy could not be read from the other side"
 NOTE_ATTENDEES_WITHHELD = "attendees withheld to avoid emailing them"
+NOTE_STRAY_REMOVED = "a duplicate left by an interrupted write was removed"
+SKIP_STRAY_ON_SOURCE = (
+    "a duplicate left by an interrupted write, on a side one way sync does not change"
+)
+SKIP_STRAY_KEPT = (
+    "a duplicate left by an interrupted write was kept: removing it would email its invitees"
+)
 NOTE_INVITEES_OFF = "invitees not copied to the calendar (Sync invitees is off)"
 BUSY_TITLE = "Busy"
 
