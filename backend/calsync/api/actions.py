@@ -74,18 +74,23 @@ class JobSchema(ma.Schema):
 @blp.alt_response(409, schema=ErrorSchema, description="The calendar or the CRM is not ready.")
 def sync_now(_body: dict[str, Any]) -> dict[str, Any]:
     """ "Sync calendar now": queue a sync of my calendar and CRM."""
+    # Refused here rather than by a job that fails at once: the user sees why now.
+    require_ready()
+    queued = enqueue_sync(current_app.extensions["calsync"], me().id, "manual")
+    return {"job_id": queued.job_id, "run_id": queued.run_id, "absorbed": queued.absorbed}
+
+
+def require_ready() -> None:
+    """Refuse (409, with why) unless my calendar and CRM are connected and usable."""
     with db() as session:
         mine = session.scalars(select(Connection).where(Connection.user_id == me().id))
         by_kind = {c.kind: c for c in mine}
-        # Refused here rather than by a job that fails at once: the user sees why now.
         for kind, missing in (("calendar", connections.NO_CALENDAR), ("crm", connections.NO_CRM)):
             connection = by_kind.get(kind)
             if connection is None:
                 refuse(409, missing)
             if connection.status in ("needs_reconnect", "no_permission"):
                 refuse(409, connection.status_message or connections.RECONNECT[kind])
-    queued = enqueue_sync(current_app.extensions["calsync"], me().id, "manual")
-    return {"job_id": queued.job_id, "run_id": queued.run_id, "absorbed": queued.absorbed}
 
 
 @blp.route("/jobs/<string:job_id>", methods=["GET"])

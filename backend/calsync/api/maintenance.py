@@ -22,13 +22,12 @@ from flask_login import login_required
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from calsync import connections
 from calsync.api.access import ID_CONVERTER, db, me, session_factory
-from calsync.api.actions import EmptySchema
+from calsync.api.actions import EmptySchema, require_ready
 from calsync.api.errors import ErrorSchema, refuse
 from calsync.cleanup import NotFound, SqlTrash, load_preview
 from calsync.enqueue import Enqueued, enqueue_maintenance
-from calsync.models import Connection, SyncRun, utcnow
+from calsync.models import SyncRun, utcnow
 from calsync.reset import reset_preview
 from calsync.store import SqlSyncStore
 
@@ -202,22 +201,6 @@ def reset(_body: dict[str, Any]) -> dict[str, Any]:
     """ "Yes" to "Reset calendar sync": queue forgetting every link, then a first sync."""
     require_ready()
     return queued(enqueue_maintenance(current_app.extensions["calsync"], me().id, "reset"))
-
-
-def require_ready() -> None:
-    """Refuse (409, with why) unless my calendar and CRM are connected and usable.
-
-    The same refusal as "Sync calendar now": the user sees why now, not in a failed job.
-    """
-    with db() as session:
-        mine = session.scalars(select(Connection).where(Connection.user_id == me().id))
-        by_kind = {c.kind: c for c in mine}
-        for kind, missing in (("calendar", connections.NO_CALENDAR), ("crm", connections.NO_CRM)):
-            connection = by_kind.get(kind)
-            if connection is None:
-                refuse(409, missing)
-            if connection.status in ("needs_reconnect", "no_permission"):
-                refuse(409, connection.status_message or connections.RECONNECT[kind])
 
 
 def queued(job: Enqueued) -> dict[str, Any]:
