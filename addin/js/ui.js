@@ -85,8 +85,11 @@ export function menuButton(button, menu) {
   button.setAttribute("aria-haspopup", "menu");
   button.setAttribute("aria-expanded", "false");
   menu.hidden = true;
-  button.addEventListener("click", () => (menu.hidden ? open() : close()));
+  // aria-disabled (busy) keeps the button focusable but it opens nothing.
+  const inactive = () => button.getAttribute("aria-disabled") === "true";
+  button.addEventListener("click", () => (menu.hidden ? !inactive() && open() : close()));
   button.addEventListener("keydown", (event) => {
+    if (inactive()) return;
     if (event.key === "ArrowDown") { event.preventDefault(); open(); }
     if (event.key === "ArrowUp") { event.preventDefault(); open(true); }
   });
@@ -100,8 +103,10 @@ export function menuButton(button, menu) {
     else if (event.key === "Escape") { event.preventDefault(); close(); }
     else if (event.key === "Tab") { close(false); }
   });
+  // An activated item hides the menu, and focus inside a hidden menu would fall to <body>:
+  // give it back to the menu button, which a dialog the item opens then returns it to.
   menu.addEventListener("click", (event) => {
-    if (event.target.closest('[role="menuitem"]')) close(false);
+    if (event.target.closest('[role="menuitem"]')) close();
   });
   document.addEventListener("click", (event) => {
     if (!menu.hidden && !menu.contains(event.target) && !button.contains(event.target)) close(false);
@@ -154,7 +159,8 @@ export function confirmDialog({ title, body, confirm = "Yes", cancel = "Cancel",
       el("h2", { id: titleId }, title),
       el("div", { class: "dialog-body" }, typeof body === "string" ? el("p", {}, body) : body),
       el("div", { class: "actions" }, yes, no));
-    const finish = (value) => { dialog.close(); dialog.remove(); resolve(value); };
+    const opener = document.activeElement;
+    const finish = (value) => { dialog.close(); dialog.remove(); returnFocus(opener); resolve(value); };
     if (yes) yes.addEventListener("click", () => finish(true));
     no.addEventListener("click", () => finish(false));
     dialog.addEventListener("cancel", (event) => { event.preventDefault(); finish(false); });
@@ -162,6 +168,16 @@ export function confirmDialog({ title, body, confirm = "Yes", cancel = "Cancel",
     dialog.showModal();
     (yes || no).focus();
   });
+}
+
+// Focus goes back where it was before a dialog; an opener hidden meanwhile (an item of a
+// menu that closed) hands it to the button that controls its menu.
+function returnFocus(opener) {
+  if (!opener || opener === document.body || !opener.isConnected) return;
+  if (opener.checkVisibility()) { opener.focus(); return; }
+  const menu = opener.closest('[role="menu"]');
+  const button = menu && menu.id && document.querySelector(`[aria-controls="${CSS.escape(menu.id)}"]`);
+  if (button && button.checkVisibility()) button.focus();
 }
 
 const dateFormat = new Intl.DateTimeFormat(undefined, {
