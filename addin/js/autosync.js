@@ -199,7 +199,9 @@ function setBusy(value) {
   state.busy = value;
   const cal = state.info && state.info.calendar;
   $("#sync-now").disabled = value || !(cal && cal.status === "connected");
-  $("#sync-more").disabled = value;
+  // aria-disabled, not disabled: a disabled button drops keyboard focus to <body> while the
+  // action it started (and its confirmation dialog) runs.
+  $("#sync-more").setAttribute("aria-disabled", String(value));
 }
 
 async function runJob(reply, label) {
@@ -419,19 +421,31 @@ async function loadHistory() {
 
 // ---------- Connections > CRM ----------
 
+// CRMs that connect with the user's Microsoft sign-in, not a user name and password
+// (POST /api/connections/crm/oauth).
+const MICROSOFT_SIGN_IN_CRMS = new Set(["dynamics"]);
+
 function renderCrm() {
   const info = state.info.crm_info || {};
   const conn = state.info.crm_connection;
   $("#crm-sign").replaceChildren(connectionSign(conn, { none: "Not connected" }));
   $("#crm-title").textContent = info.label ? `${info.label} account` : "CRM account";
   const form = $("#crm-form");
+  const signIn = $("#crm-signin");
+  $("#crm-account").hidden = true;
   if (!info.type) {
     $("#crm-about").textContent = state.me.is_admin
       ? "Choose your organization's CRM on the Administration page first."
       : "Your administrator has not chosen your organization's CRM yet.";
     form.hidden = true;
+    signIn.hidden = true;
     return;
   }
+  if (MICROSOFT_SIGN_IN_CRMS.has(info.type)) {
+    renderCrmSignIn(info, conn);
+    return;
+  }
+  signIn.hidden = true;
   form.hidden = false;
   $("#crm-about").textContent = `Your organization uses ${info.label}${info.url ? ` at ${info.url}` : ""}. Enter your own ${info.label} user name and password.`;
   if (info.type === "sandbox") {
@@ -445,6 +459,35 @@ function renderCrm() {
     showMessage($("#crm-message"), conn.status_message || (conn.status === "connected" ? "Connected." : "Your CRM connection needs attention: enter your credentials again."), kind);
   }
   $("#crm-remove").hidden = !conn;
+}
+
+function renderCrmSignIn(info, conn) {
+  $("#crm-form").hidden = true;
+  $("#crm-signin").hidden = false;
+  $("#crm-about").textContent = `Your organization uses ${info.label}${info.url ? ` at ${info.url}` : ""}. It connects with your Microsoft work account, not a user name and password.`;
+  const account = $("#crm-account");
+  account.hidden = !conn;
+  account.textContent = conn ? `Signed in as ${conn.account}` : "";
+  if (conn) {
+    const healthy = conn.status === "connected";
+    showMessage($("#crm-message"), conn.status_message || (healthy ? "Connected."
+      : 'Your CRM connection needs attention: select "Sign in with Microsoft" again.'), healthy ? "success" : "warning");
+  }
+  $("#crm-signin-remove").hidden = !conn;
+}
+
+async function signInToCrm() {
+  const region = $("#crm-message");
+  clearMessage(region);
+  await busy($("#crm-signin-button"), async () => {
+    let reply;
+    try {
+      reply = await api.post("/api/connections/crm/oauth");
+    } catch (error) {
+      throw new Error(errorText(error, "signing in to your CRM with Microsoft"));
+    }
+    location.assign(reply.authorize_url);
+  }, region);
 }
 
 async function saveCrm(event) {
@@ -474,7 +517,10 @@ async function saveCrm(event) {
 }
 
 async function removeCrm() {
-  const yes = await confirmDialog({ title: "Remove CRM credentials", body: "calsync stops syncing with your CRM until you enter them again. Remove?", confirm: "Yes", cancel: "No" });
+  const signedIn = !$("#crm-signin").hidden;
+  const yes = await confirmDialog(signedIn
+    ? { title: "Remove CRM connection", body: 'calsync stops syncing with your CRM until you select "Sign in with Microsoft" again. Remove?', confirm: "Yes", cancel: "No" }
+    : { title: "Remove CRM credentials", body: "calsync stops syncing with your CRM until you enter them again. Remove?", confirm: "Yes", cancel: "No" });
   if (!yes) return;
   try {
     await api.delete("/api/connections/crm");
@@ -523,14 +569,20 @@ function renderSettings() {
 
 // ---------- Page ----------
 
+// The outcome of a sign-in the provider sent the browser back from; the CRM's is shown
+// once its connection is loaded (`showCrmOutcome`).
 function readReturn() {
   const params = new URLSearchParams(location.search);
+  const tab = params.get("tab");
   if (params.get("connected") === "calendar") {
     showMessage(calMessage, "Connected. Select Sync calendar now to start syncing.", "success");
+  } else if (params.get("connected") === "crm") {
+    state.crmOutcome = { kind: "success", text: "Connected." };
+  } else if (params.get("error") && tab === "crm") {
+    state.crmOutcome = { kind: "error", text: params.get("error") };
   } else if (params.get("error")) {
     showMessage(calMessage, params.get("error"), "error");
   }
-  const tab = params.get("tab");
   if (params.has("connected") || params.has("error")) {
     params.delete("connected");
     params.delete("error");
@@ -538,6 +590,18 @@ function readReturn() {
     history.replaceState(null, "", `${location.pathname}${rest ? `?${rest}` : ""}`);
   }
   return tab;
+}
+
+function showCrmOutcome() {
+  const outcome = state.crmOutcome;
+  if (!outcome) return;
+  state.crmOutcome = null;
+  const conn = state.info && state.info.crm_connection;
+  // A success shows what the live test said ("Connected to ... as ...").
+  const text = outcome.kind === "success" && conn && conn.status_message
+    ? conn.status_message : outcome.text;
+  showMessage($("#crm-message"), text, outcome.kind);
+  if (outcome.kind === "error" && !$("#crm-signin").hidden) $("#crm-signin-button").focus();
 }
 
 function wire() {
@@ -565,6 +629,8 @@ function wire() {
   $("#history-refresh").addEventListener("click", loadHistory);
   $("#crm-form").addEventListener("submit", saveCrm);
   $("#crm-remove").addEventListener("click", removeCrm);
+  $("#crm-signin-button").addEventListener("click", signInToCrm);
+  $("#crm-signin-remove").addEventListener("click", removeCrm);
 }
 
 async function main() {
@@ -582,6 +648,7 @@ async function main() {
   if (tab === "settings") $("#tab-settings").click();
   if (tab === "crm") $("#tab-crm").click();
   await loadConnections();
+  showCrmOutcome();
   renderSettings();
   await loadHistory();
   document.body.dataset.ready = "true";

@@ -187,12 +187,17 @@ def _dynamics(details: Mapping[str, Any], secret: Mapping[str, Any], config: Con
         )
     # The organization URL inside the credentials was checked when they were saved; the
     # guarded session re-checks every address it actually connects to.
+    session = safe_session(policy_for(config))
+    if details.get("ca_file") and not config.is_production:
+        # Development only: an emulator with a certificate of its own stands in (the API
+        # stores this outside production only).
+        session.verify = details["ca_file"]
     adapter = cls(
         secret,
         client_id=config.microsoft_client_id,
         client_secret=config.microsoft_client_secret,
         authority_host=config.microsoft_authority_host,
-        session=safe_session(policy_for(config)),
+        session=session,
         allow_local=not config.is_production,
     )
     return Opened(adapter, lambda: adapter.credentials if adapter.credentials_changed else None)

@@ -399,8 +399,8 @@ def test_dynamics_365_cannot_be_connected_with_a_password(admin: Browser, member
 
     reply = member.put("/api/connections/crm", json={"user_name": "a", "password": "b"})
 
-    assert reply.status_code == 503
-    assert "Microsoft Dynamics 365" in error_of(reply)["message"]
+    assert reply.status_code == 409
+    assert "Sign in with Microsoft" in error_of(reply)["message"]
 
 
 def test_a_crm_address_that_is_not_the_crm_points_to_the_administrators_custom_url(

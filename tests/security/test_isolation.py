@@ -47,6 +47,7 @@ PERSONAL = {
     ("POST", "/api/connections/calendar/caldav/discover"),
     ("POST", "/api/connections/calendar/caldav"),
     ("PUT", "/api/connections/crm"),
+    ("POST", "/api/connections/crm/oauth"),
     ("DELETE", "/api/connections/crm"),
     ("POST", "/api/sync"),
     ("GET", "/api/jobs/<string:job_id>"),

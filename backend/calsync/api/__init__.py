@@ -21,6 +21,7 @@ RESOURCES = (
     "users",
     "connections",
     "calendar_oauth",
+    "crm_oauth",
     "caldav",
     "actions",
     "maintenance",

@@ -225,16 +225,30 @@ def start(body: dict[str, str]) -> dict[str, str]:
 @blp.route("/callback", methods=["GET"])
 @login_required
 @blp.arguments(CallbackArgs, location="query", as_kwargs=True)
-@blp.response(302, description="Back to the Automatic sync page: ?connected=calendar or ?error=")
+@blp.response(
+    302,
+    description="Back to the Automatic sync page: ?connected=calendar, ?connected=crm&tab=crm "
+    "(Dynamics 365) or ?error=",
+)
 def callback(**reply: Any) -> Response:
-    """Where the provider sends the browser back after the consent page."""
-    # Taken out first: whatever happens next, this redirect cannot be replayed.
-    pending = session.pop(FLOW_KEY, None)
+    """Where the provider sends the browser back after the consent page (also for
+    "Sign in with Microsoft" of Dynamics 365: the app registration has one redirect URI)."""
+    from calsync.api import crm_oauth  # it builds on `calsync.api.connections` too
+
     params = {k: str(v) for k, v in reply.items()}
     state = params.get("state", "")
+    # Which attempt of this browser the state names; taken out first, so whatever happens
+    # next, this redirect cannot be replayed.
+    crm_flow = crm_oauth.take_flow(state)
+    if crm_flow is not None:
+        return crm_oauth.finish(crm_flow, params)
+    pending = session.pop(FLOW_KEY, None)
     if not isinstance(pending, dict) or not hmac.compare_digest(
         state.encode(), str(pending.get("state", "")).encode()
     ):
+        # A forged, replayed or foreign redirect ends every attempt pending here.
+        if crm_oauth.drop_flow() and pending is None:
+            return crm_oauth.stale()
         return _back(error=STALE)
     provider = str(pending["provider"])
     if params.get("error"):

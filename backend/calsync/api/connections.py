@@ -56,14 +56,13 @@ CRM_NOT_READY = (
     "calsync cannot connect to {label} yet on this server. Ask your administrator to "
     "choose another CRM, or try again after the next update."
 )
-# Dynamics 365 signs in with the user's Microsoft account (OAuth), never a password: the
-# user name and password of this route cannot connect it.
-CRM_NEEDS_SIGN_IN = {
-    "dynamics": (
-        "Microsoft Dynamics 365 connects with your Microsoft sign-in, not a user name and "
-        "password, and calsync cannot do that on this page yet. Ask your administrator."
-    )
-}
+# Dynamics 365 signs in with the user's Microsoft account (OAuth, `calsync.api.crm_oauth`),
+# never a password: the user name and password of this route cannot connect it.
+CRM_NEEDS_SIGN_IN = (
+    "{label} connects with your Microsoft account, not a user name and password: select "
+    '"Sign in with Microsoft" on the CRM tab.'
+)
+SIGN_IN_CRMS = ("dynamics",)
 
 
 @dataclass(frozen=True)
@@ -326,7 +325,11 @@ class CalendarConnection(MethodView):
 @blp.arguments(CrmCredentialsSchema)
 @blp.response(200, ConnectionSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="The CRM refused these credentials.")
-@blp.alt_response(409, schema=ErrorSchema, description="No CRM is chosen, or it is unusable.")
+@blp.alt_response(
+    409,
+    schema=ErrorSchema,
+    description="No CRM is chosen, it is unusable, or it connects with a Microsoft sign-in.",
+)
 @blp.alt_response(429, schema=ErrorSchema, description="Too many connect attempts.")
 @blp.alt_response(502, schema=ErrorSchema, description="The CRM could not be reached.")
 @blp.alt_response(503, schema=ErrorSchema, description="This CRM cannot be connected yet.")
@@ -343,9 +346,11 @@ def connect_crm(body: dict[str, Any]) -> dict[str, Any]:
         return save_connection(
             "crm", provider=crm_type, **_connect_sandbox_crm(body["user_name"], body["password"])
         )
+    if crm_type in SIGN_IN_CRMS:
+        refuse(409, CRM_NEEDS_SIGN_IN.format(label=label))
     connector = CRM_CONNECTORS.get(crm_type)
     if connector is None:
-        refuse(503, CRM_NEEDS_SIGN_IN.get(crm_type) or CRM_NOT_READY.format(label=label))
+        refuse(503, CRM_NOT_READY.format(label=label))
     try:
         # Checked again: the deployment's rules may have changed since the admin saved it.
         url = services().url_policy.check_url(crm_url or "")

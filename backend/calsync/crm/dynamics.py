@@ -121,6 +121,8 @@ PEOPLE = (
 )
 EMAIL_BATCH = 50
 PARTY_BATCH = 50
+# Dataverse's "The user is not a member of the organization."
+NOT_A_MEMBER = "0x80072560"
 
 _HOST_RE = re.compile(
     r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\."
@@ -645,7 +647,7 @@ class DynamicsAdapter:
         code, message = _error_parts(resp)
         if status == 401:
             return ProviderAuthError(AUTH_LOST)
-        if status == 403 and code == "0x80072560":
+        if status == 403 and code == NOT_A_MEMBER:
             return ProviderPermissionError(
                 f"{self.username or 'Your account'} is not a user of the Dynamics 365 "
                 f"organization at {self.org_url}. Ask your Dynamics 365 administrator to add "
@@ -736,7 +738,21 @@ class DynamicsAdapter:
             session=session,
             allow_local=allow_local,
         )
-        who = adapter._ok_json(adapter._request("GET", "/WhoAmI"))
+        try:
+            who = adapter._ok_json(adapter._request("GET", "/WhoAmI"))
+        except ProviderPermissionError as exc:
+            answer = adapter.last_response
+            if answer is not None and _error_parts(answer)[0] == NOT_A_MEMBER:
+                # The sign-in worked but Dataverse has no such user: most often no Dynamics
+                # 365 licence, or not in the environment's security group.
+                raise ProviderPermissionError(
+                    f"{adapter.username or 'Your Microsoft account'} signed in, but is not a "
+                    f"user of the Dynamics 365 organization at {urlsplit(org).netloc}: it has no "
+                    "Dynamics 365 licence or no access to this organization. Ask your Dynamics "
+                    "365 administrator to give you a licence and a security role there, then "
+                    "connect again."
+                ) from exc
+            raise
         if not isinstance(who, dict) or not who.get("UserId"):
             raise ProviderConfigError(
                 f"{org} answers, but not like Dynamics 365 (WhoAmI is not understood)."

@@ -31,6 +31,13 @@ the strict side (each "Trap:" is a real behaviour a kinder emulator would hide):
 - Dataverse sends no e-mail when appointments are written through the Web API (only an
   appointment "sent" through Exchange server-side sync mails anyone): the invitation log
   stays empty.
+- Sign-in for an organization this is not: the authorize endpoint sends the browser back
+  with ``invalid_resource`` (AADSTS500011, "The resource principal named ... was not found
+  in the tenant"), as Microsoft does for a ``{org}/user_impersonation`` scope of an
+  organization the tenant does not have. With ``consent_prompt`` on, the browser first gets
+  a "Permissions requested" page (Accept / Cancel); Cancel goes back with ``access_denied``
+  (AADSTS65004, the user declined), and an accepted consent is remembered, as Microsoft
+  remembers it, until ``prompt=consent`` asks again.
 
 Sources (learn.microsoft.com, cited again next to each endpoint; D = the Dataverse
 developer docs, https://learn.microsoft.com/en-us/power-apps/developer/data-platform):
@@ -45,11 +52,16 @@ developer docs, https://learn.microsoft.com/en-us/power-apps/developer/data-plat
 - Associate and disassociate: D/webapi/associate-disassociate-entities-using-web-api
 - WhoAmI: D/webapi/reference/whoami; RetrieveUserPrivileges:
   D/webapi/reference/retrieveuserprivileges
+- Sign-in (authorize request, error response, consent): Microsoft identity platform and
+  OAuth 2.0 authorization code flow,
+  https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-auth-code-flow ;
+  error codes https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes
 """
 
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import threading
@@ -59,9 +71,9 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, redirect, request
 
 from .graph import GraphEmulator
 
@@ -217,8 +229,13 @@ class DynamicsEmulator(GraphEmulator):
         tls: bool = True,
         change_tracking: bool = True,
         token_lifetime: int = 3600,
+        consent_prompt: bool = False,
     ) -> None:
         self.change_tracking = change_tracking
+        # False: the user consents at once (msal-level tests); True: a browser walks the
+        # "Permissions requested" page first.
+        self.consent_prompt = consent_prompt
+        self._consents: set[tuple[str, str, str]] = set()  # (user, client id, resource)
         self.organization_id = str(uuid.UUID(int=seed + 0x0D365, version=4))
         self.business_unit_id = str(uuid.UUID(int=seed + 0xB0, version=4))
         self._dv_lock = threading.RLock()
@@ -542,8 +559,19 @@ class DynamicsEmulator(GraphEmulator):
     # -- Flask ---------------------------------------------------------------------------
 
     def register_routes(self, app: Flask) -> None:
-        # Microsoft identity (authorize, token, discovery) exactly as the Graph emulator has it.
+        # Microsoft identity (authorize, token, discovery) exactly as the Graph emulator has it,
+        # with the organization check and the consent page in front of its authorize endpoint.
         self._register_identity(app)
+
+        @app.before_request
+        def _authorize_gate() -> Response | None:
+            if request.endpoint != "authorize" or request.method != "GET":
+                return None
+            return self._authorize_gate()
+
+        @app.post("/<tenant>/oauth2/v2.0/consent")
+        def _consent(tenant: str) -> Response:
+            return self._consent_decision(tenant)
 
         @app.post("/_sandbox/dynamics/users")
         def _sandbox_user() -> Response:
@@ -572,6 +600,109 @@ class DynamicsEmulator(GraphEmulator):
                 self._dispatch,
                 methods=[method],
             )
+
+    # -- sign-in: the organization check and the consent page ----------------------------
+
+    def _resource(self, scope: str) -> str | None:
+        """The Dynamics organization a scope names (``{org}/user_impersonation``), if any."""
+        for item in scope.split():
+            if item.endswith("/user_impersonation"):
+                return item[: -len("/user_impersonation")].rstrip("/")
+        return None
+
+    def _signing_in(self, args: Any) -> str | None:
+        # The emulator signs in the login_hint's account (the real page would ask for it).
+        hint = args.get("login_hint")
+        if hint:
+            return str(hint).lower()
+        first = next(iter(self._mailboxes.values()), None)
+        return first.address.lower() if first is not None else None
+
+    def _back_with_error(
+        self, redirect_uri: str, state: str | None, error: str, code: int, description: str
+    ) -> Response:
+        # Authorization endpoint errors go back to the redirect URI ("Error response" of the
+        # authorize request): error, error_description (AADSTS code first) and state.
+        query = {"error": error, "error_description": f"AADSTS{code}: {description}"}
+        if state is not None:
+            query["state"] = state
+        sep = "&" if "?" in redirect_uri else "?"
+        return redirect(f"{redirect_uri}{sep}{urlencode(query)}", code=302)
+
+    def _authorize_gate(self) -> Response | None:
+        """None lets the inherited authorize endpoint issue the code."""
+        args = request.args
+        redirect_uri = args.get("redirect_uri")
+        if not args.get("client_id") or not redirect_uri or args.get("response_type") != "code":
+            return None  # the inherited endpoint refuses these
+        resource = self._resource(args.get("scope", ""))
+        if resource is not None and resource.lower() != self.url.lower():
+            # AADSTS500011 invalid_resource: the tenant has no such Dynamics organization.
+            return self._back_with_error(
+                redirect_uri,
+                args.get("state"),
+                "invalid_resource",
+                500011,
+                f"The resource principal named {resource} was not found in the tenant named "
+                f"{self.tenant_id}. This can happen if the application has not been installed "
+                "by the administrator of the tenant or consented to by any user in the tenant. "
+                "You might have sent your authentication request to the wrong tenant.",
+            )
+        user = self._signing_in(args)
+        if not self.consent_prompt or user is None:
+            return None
+        key = (user, str(args["client_id"]), (resource or "").lower())
+        if key in self._consents and args.get("prompt") != "consent":
+            return None  # consent given before is remembered
+        return self._consent_page(user, resource)
+
+    def _consent_page(self, user: str, resource: str | None) -> Response:
+        tenant = request.view_args.get("tenant", "organizations") if request.view_args else ""
+        what = [
+            f"Access Dynamics 365 as you ({resource})" if resource else "Access your data",
+            "Maintain access to data you have given it access to",
+            "View your basic profile",
+        ]
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in what)
+        app_name = html.escape(str(request.args.get("client_id")))
+        page = (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            "<title>Permissions requested</title></head><body><main>"
+            f"<p>{html.escape(user)}</p><h1>Permissions requested</h1>"
+            f"<p>{app_name}</p><p>This application is not published by Microsoft.</p>"
+            f"<p>This app would like to:</p><ul>{items}</ul>"
+            f'<form method="post" action="/{html.escape(tenant)}/oauth2/v2.0/consent">'
+            '<input type="hidden" name="request" '
+            f'value="{html.escape(request.query_string.decode())}">'
+            '<button type="submit" name="decision" value="accept">Accept</button> '
+            '<button type="submit" name="decision" value="cancel">Cancel</button>'
+            "</form></main></body></html>"
+        )
+        return Response(page, status=200, content_type="text/html; charset=utf-8")
+
+    def _consent_decision(self, tenant: str) -> Response:
+        original = request.form.get("request", "")
+        args = dict(parse_qsl(original))
+        redirect_uri = args.get("redirect_uri")
+        user = self._signing_in(args)
+        if not redirect_uri or not args.get("client_id") or user is None:
+            return self._oauth_error(
+                "invalid_request", "The consent request is incomplete.", 900144
+            )
+        if request.form.get("decision") != "accept":
+            # AADSTS65004: the user declined to consent (Cancel on the consent page).
+            return self._back_with_error(
+                redirect_uri,
+                args.get("state"),
+                "access_denied",
+                65004,
+                "User declined to consent to access the app.",
+            )
+        resource = (self._resource(args.get("scope", "")) or "").lower()
+        with self._dv_lock:
+            self._consents.add((user, args["client_id"], resource))
+        args.pop("prompt", None)
+        return redirect(f"/{tenant}/oauth2/v2.0/authorize?{urlencode(args)}", code=302)
 
     _ROUTES: tuple[tuple[str, str, str], ...] = (
         ("GET", r"WhoAmI(?:\(\))?", "_whoami"),

@@ -184,7 +184,12 @@ def _self_signed_cert(host: str) -> tuple[str, str]:
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "calsync sandbox")])
+    # A name of its own: OpenSSL picks an issuer by name, so a CA bundle holding two
+    # emulators' certificates under one name would verify one against the other's key.
+    unique = key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    )[1:9]
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"calsync sandbox {unique.hex()}")])
     alt: list[x509.GeneralName] = [x509.DNSName("localhost")]
     try:
         alt.append(x509.IPAddress(ipaddress.ip_address(host)))
