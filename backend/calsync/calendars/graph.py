@@ -25,6 +25,12 @@ them: with notify=False attendees are not written (they are listed in the body i
 and an update leaves the attendees already on the event alone. Graph has no silent update
 or delete of a meeting that already has attendees: those still e-mail them.
 
+Batched writes (`write_many`, the engine's optional `BatchWriter`): creates, updates and
+deletes of single events go up to 20 to a JSON `$batch`, each sub-request carrying exactly
+what the single write sends; Graph answers each on its own, so a throttled sub-request is
+sent again alone after its Retry-After and any other failure stays with its write. Series
+keep the single-write path: their cancelled and moved occurrences are written one by one.
+
 Limits: at most 4 requests in flight per mailbox in this process (Outlook's limit;
 separate worker processes do not share it), 429/503 retried after Retry-After up to
 `max_retries`, then ProviderTransientError carrying the server's Retry-After.
@@ -61,7 +67,7 @@ from calsync.provider_errors import (
     ProviderPermissionError,
     ProviderTransientError,
 )
-from calsync.sync.adapters import BadItem, ChangePage, Window
+from calsync.sync.adapters import BadItem, ChangePage, Window, Write
 from calsync.sync.errors import CursorExpired
 from calsync.sync.model import (
     WITHHELD_INVITEES,
@@ -309,7 +315,10 @@ def _graph_time(value: Mapping[str, Any]) -> datetime:
 
 
 def _retry_after(resp: requests.Response) -> float | None:
-    raw = resp.headers.get("Retry-After")
+    return _seconds(resp.headers.get("Retry-After"))
+
+
+def _seconds(raw: str | None) -> float | None:
     if raw is None:
         return None
     try:
@@ -323,6 +332,27 @@ def _error_code(resp: requests.Response) -> str:
         return str(resp.json().get("error", {}).get("code", ""))
     except (ValueError, AttributeError):
         return ""
+
+
+def _etag_change_key(etag: Any) -> str | None:
+    """The changeKey inside an @odata.etag (W/"<changeKey>"), for answers that lack it."""
+    if not isinstance(etag, str):
+        return None
+    value = etag.strip().removeprefix("W/").strip('"')
+    return value or None
+
+
+def _provider_error(status: int, code: str, message: str) -> ProviderError:
+    if status == 401:
+        return ProviderAuthError(AUTH_LOST)
+    if status == 403:
+        return ProviderPermissionError(
+            "Microsoft refused access to the calendar. Connect again and allow calsync "
+            "to read and write your calendar."
+        )
+    if status == 400 and code in ("TimeZoneNotSupportedException",):
+        return ProviderError("Outlook does not accept this event's time zone.")
+    return ProviderError(f"Microsoft Graph refused the request (HTTP {status} {code}): {message}")
 
 
 def _quote(item_id: str) -> str:
@@ -760,6 +790,37 @@ class DiscoveredCalendar(NamedTuple):
     is_default: bool = False
 
 
+# -- batched writes ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _BatchedWrite:
+    index: int  # its place in the writes handed to write_many, and its sub-request id
+    write: Write
+    request: dict[str, Any]  # method, url, headers and body of the $batch entry
+
+    @property
+    def key(self) -> str:
+        return str(self.index)
+
+
+def _write_chunks(writes: Sequence[_BatchedWrite]) -> Iterator[list[_BatchedWrite]]:
+    """Up to MAX_BATCH writes a chunk, never two on one event: Graph runs a batch's
+    sub-requests in parallel, so their order would be anyone's guess."""
+    chunk: list[_BatchedWrite] = []
+    targets: set[str] = set()
+    for write in writes:
+        target = write.write.item_id
+        if len(chunk) == MAX_BATCH or (target is not None and target in targets):
+            yield chunk
+            chunk, targets = [], set()
+        chunk.append(write)
+        if target is not None:
+            targets.add(target)
+    if chunk:
+        yield chunk
+
+
 # -- the adapter ---------------------------------------------------------------------------------
 
 
@@ -769,6 +830,9 @@ class GraphCalendar:
     `credentials` is the blob `GraphOAuth.finish_auth` returned. `authority_host` and
     `graph_base` default to Microsoft's; the emulator passes its own URL for both.
     """
+
+    # The engine hands `write_many` this many writes at most: one $batch.
+    max_batch: int = MAX_BATCH
 
     def __init__(
         self,
@@ -959,23 +1023,11 @@ class GraphCalendar:
             raise self._error(resp)
 
     def _error(self, resp: requests.Response) -> ProviderError:
-        status, code = resp.status_code, _error_code(resp)
-        if status == 401:
-            return ProviderAuthError(AUTH_LOST)
-        if status == 403:
-            return ProviderPermissionError(
-                "Microsoft refused access to the calendar. Connect again and allow calsync "
-                "to read and write your calendar."
-            )
-        if status == 400 and code in ("TimeZoneNotSupportedException",):
-            return ProviderError("Outlook does not accept this event's time zone.")
         try:
-            message = resp.json().get("error", {}).get("message", "")
-        except ValueError:
+            message = str(resp.json().get("error", {}).get("message", ""))
+        except (ValueError, AttributeError):
             message = resp.text[:200]
-        return ProviderError(
-            f"Microsoft Graph refused the request (HTTP {status} {code}): {message}"
-        )
+        return _provider_error(resp.status_code, _error_code(resp), message)
 
     def _json(self, method: str, path: str, **kw: Any) -> dict[str, Any] | None:
         resp = self._request(method, path, **kw)
@@ -1120,7 +1172,7 @@ class GraphCalendar:
             status="cancelled" if item.get("isCancelled") else "confirmed",
             private=item.get("sensitivity") in ("private", "confidential"),
             calendar_id=str(item["id"]),
-            calendar_version=item.get("changeKey"),
+            calendar_version=item.get("changeKey") or _etag_change_key(item.get("@odata.etag")),
             last_modified=_parse_instant(item.get("lastModifiedDateTime")),
             ical_uid=item.get("iCalUId"),
             link_id=link_id,
@@ -1537,6 +1589,180 @@ class GraphCalendar:
         if resp.status_code == 412:
             raise ProviderConflict(CHANGED_MEANWHILE)
         # 404: already gone, which is what was asked.
+
+    # -- batched writes --
+
+    def write_many(self, writes: Sequence[Write]) -> list[Event | BaseException | None]:
+        """Several writes at once: one entry per write, in order (the engine's `BatchWriter`).
+
+        Single events go through JSON $batch, 20 sub-requests a call
+        (https://learn.microsoft.com/en-us/graph/json-batching); each answer is read on its
+        own. Series take the single-write path, whose exceptions need one request each.
+        """
+        results: list[Event | BaseException | None] = [None] * len(writes)
+        batched: list[_BatchedWrite] = []
+        for index, write in enumerate(writes):
+            try:
+                series = write.event is not None and write.event.recurrence is not None
+                if write.kind != "delete" and series:
+                    results[index] = self._write_one(write)
+                else:
+                    batched.append(self._batched_write(index, write))
+            except Exception as exc:  # recorded against this write alone
+                results[index] = exc
+        self._send_batched(batched, results)
+        return results
+
+    def _write_one(self, write: Write) -> Event | None:
+        if write.kind == "create" and write.event is not None and write.link_id:
+            return self.create(write.event, link_id=write.link_id, notify=write.notify)
+        if write.kind == "update" and write.event is not None and write.item_id:
+            return self.update(write.item_id, write.event, notify=write.notify)
+        if write.kind == "delete" and write.item_id:
+            self.delete(write.item_id, notify=write.notify)
+            return None
+        raise ValueError(f"A {write.kind} write is missing what it needs: {write!r}")
+
+    def _batched_write(self, index: int, write: Write) -> _BatchedWrite:
+        """The sub-request the single write would have sent, as a $batch entry."""
+        headers = {"Prefer": PREFER_READ}
+        if write.kind == "delete" and write.item_id:
+            url = f"/me/events/{_quote(write.item_id)}"
+            return _BatchedWrite(index, write, {"method": "DELETE", "url": url, "headers": headers})
+        if write.event is None:
+            raise ValueError(f"A {write.kind} write is missing what it needs: {write!r}")
+        body = self._body(write.event, notify=write.notify)
+        headers["Content-Type"] = "application/json"
+        if write.kind == "create" and write.link_id:
+            # The transactionId makes a create sent twice (a batch retried after a dropped
+            # connection) land once, and is what find_by_link_id looks for.
+            body["transactionId"] = LINK_PREFIX + write.link_id
+            request = {"method": "POST", "url": "/me/events", "headers": headers, "body": body}
+            return _BatchedWrite(index, write, request)
+        if write.kind == "update" and write.item_id:
+            # The single update reads the event first for its changeKey when the engine
+            # has none; a batch cannot, and a check against a version read a moment
+            # earlier guards nothing the engine relies on, so none is sent then.
+            if write.event.calendar_version:
+                headers["If-Match"] = f'W/"{write.event.calendar_version}"'
+            url = f"/me/events/{_quote(write.item_id)}"
+            return _BatchedWrite(
+                index, write, {"method": "PATCH", "url": url, "headers": headers, "body": body}
+            )
+        raise ValueError(f"A {write.kind} write is missing what it needs: {write!r}")
+
+    def _send_batched(
+        self, writes: Sequence[_BatchedWrite], results: list[Event | BaseException | None]
+    ) -> None:
+        """Send the writes 20 to a $batch until each has its answer.
+
+        Graph evaluates every sub-request against the throttling limits on its own and
+        answers a throttled one 429, with its Retry-After, inside a 200 batch
+        (https://learn.microsoft.com/en-us/graph/throttling#throttling-and-batching): only
+        those, and sub-requests that met a passing server fault, are sent again, after the
+        longest wait asked, with `_request`'s bounds. Other answers are final.
+        """
+        pending = list(writes)
+        attempt = 0
+        refreshed = False
+        while pending:
+            again: list[_BatchedWrite] = []
+            waits: list[float | None] = []
+            unauthorised: list[_BatchedWrite] = []
+            for chunk in _write_chunks(pending):
+                answers = self._post_batch(chunk)
+                for write in chunk:
+                    answer = answers.get(write.key)
+                    if answer is None:  # left unanswered: sent again
+                        again.append(write)
+                        waits.append(None)
+                        continue
+                    status, headers, body = answer
+                    if status == 401 and not refreshed:
+                        unauthorised.append(write)
+                    elif status in RETRYABLE:
+                        again.append(write)
+                        # A sub-response's header names keep whatever case Graph gave them.
+                        named = {str(k).lower(): str(v) for k, v in headers.items()}
+                        waits.append(_seconds(named.get("retry-after")))
+                    else:
+                        try:
+                            results[write.index] = self._batched_outcome(write, status, body)
+                        except Exception as exc:  # recorded against this write alone
+                            results[write.index] = exc
+            if unauthorised:
+                # As in _request: a token msal still thought valid was refused; refresh once.
+                refreshed = True
+                self._token(force=True)
+            if again:
+                attempt += 1
+                asked = [w for w in waits if w is not None]
+                retry_after = max(asked) if asked else None
+                if attempt > self.max_retries or (
+                    retry_after is not None and retry_after > self.max_retry_after
+                ):
+                    for write in again:
+                        results[write.index] = ProviderTransientError(
+                            "Microsoft Graph is throttling or unavailable for this write after "
+                            f"{attempt} attempts. Sync will retry later.",
+                            retry_after,
+                        )
+                    again = []
+                else:
+                    self._sleep(self._delay(attempt, retry_after))
+            pending = again + unauthorised
+
+    def _post_batch(
+        self, chunk: Sequence[_BatchedWrite]
+    ) -> dict[str, tuple[int, Mapping[str, Any], Any]]:
+        """One $batch call: each sub-request's (status, headers, body), by id."""
+        payload = {"requests": [{"id": w.key, **w.request} for w in chunk]}
+        # Graph runs up to 4 sub-requests of a batch at once against the mailbox, so a
+        # batch holds every slot (https://learn.microsoft.com/en-us/graph/throttling-limits
+        # #outlook-service-limits-for-json-batching). Resending the whole batch after a
+        # dropped connection is safe: creates carry their transactionId, and PATCH and
+        # DELETE are idempotent.
+        resp = self._request("POST", "/$batch", body=payload, slots=OUTLOOK_CONCURRENCY)
+        if resp.status_code >= 300:
+            raise self._error(resp)
+        answers: dict[str, tuple[int, Mapping[str, Any], Any]] = {}
+        # Answers come in any order; the id ties each to its request.
+        for sub in resp.json().get("responses") or []:
+            if isinstance(sub, Mapping) and sub.get("id") is not None:
+                headers = sub.get("headers")
+                answers[str(sub["id"]).lower()] = (
+                    int(sub.get("status") or 0),
+                    headers if isinstance(headers, Mapping) else {},
+                    sub.get("body"),
+                )
+        return answers
+
+    def _batched_outcome(self, write: _BatchedWrite, status: int, body: Any) -> Event | None:
+        """What the single write returns or raises for the same answer."""
+        kind = write.write.kind
+        if 200 <= status < 300:
+            if kind == "delete":
+                return None
+            if not isinstance(body, Mapping):
+                raise ProviderError(f"Microsoft Graph answered the {kind} without the event.")
+            event = write.write.event
+            assert event is not None  # _batched_write refused writes without one
+            if kind == "create" and self._link_index is not None and write.write.link_id:
+                self._link_index[write.write.link_id] = str(body["id"])
+            return self._finish(self._to_event(body), event, write.write.notify)
+        if status == 404:
+            if kind == "delete":
+                return None  # already gone, which is what was asked
+            if kind == "create":
+                raise ProviderConfigError("The Outlook calendar was not found.")
+            raise ProviderError("The Outlook event no longer exists.")
+        if status == 412:
+            raise ProviderConflict(CHANGED_MEANWHILE)
+        if status == 410:
+            raise ProviderError("Microsoft Graph answered 410 Gone.")
+        error = body.get("error") if isinstance(body, Mapping) else None
+        error = error if isinstance(error, Mapping) else {}
+        raise _provider_error(status, str(error.get("code") or ""), str(error.get("message") or ""))
 
     # -- subscriptions --
 

@@ -9,6 +9,7 @@ service rejects hides bugs.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import copy
 import dataclasses
 import datetime as dt
@@ -40,6 +41,9 @@ GRAPH_CONTEXT = "https://graph.microsoft.com/v1.0/$metadata"
 MAX_EVENT_SUBSCRIPTION_MINUTES = 10_080
 # https://learn.microsoft.com/en-us/graph/json-batching ("up to 20" requests).
 MAX_BATCH_REQUESTS = 20
+# https://learn.microsoft.com/en-us/graph/throttling-limits#outlook-service-limits-for-json-batching
+# ("executes up to 4 requests in parallel at any point").
+BATCH_PARALLELISM = 4
 # https://learn.microsoft.com/en-us/graph/delta-query-events: page size is chosen with
 # `Prefer: odata.maxpagesize`; without it the emulator pages by 10 so that clients that
 # forget to follow @odata.nextLink fail fast on any realistic mailbox.
@@ -243,6 +247,8 @@ class GraphEmulator(EmulatorServer):
         self._notify_q: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
         self.notification_log: list[dict[str, Any]] = []
         self._id_rng = random.Random(seed + 1)
+        # Its own RNG, so that shuffling batch responses leaves fault rolls and ids alone.
+        self._batch_rng = random.Random(seed + 2)
         super().__init__(seed=seed, port=port, tls=tls)
         self._notifier = threading.Thread(
             target=self._deliver_loop, name="graph-notifier", daemon=True
@@ -2174,9 +2180,26 @@ class GraphEmulator(EmulatorServer):
             raise GraphError(400, "ErrorInvalidParameter", str(exc)) from exc
 
     # -- $batch ----------------------------------------------------------------------------
+    # https://learn.microsoft.com/en-us/graph/json-batching, point by point:
+    # - the body has one required property, "requests"; "JSON batch requests are currently
+    #   limited to 20 individual requests" (more: 400, as for any malformed batch);
+    # - id: "Required. String. ... Not case-sensitive. Must be unique in the batch, otherwise,
+    #   the batch request fails with a 400 error code";
+    # - method and url required; url is "the relative resource URL" ("/users"; the page's
+    #   own example also writes "users?$select=...");
+    # - headers: "required when the body is specified", and then must hold Content-Type;
+    #   body: "a JSON object or a base64 URL-encoded value";
+    # - responses "might appear in a different order than the requests" (correlate by id),
+    #   each with id, status, headers and body; the batch is 200 once parseable;
+    # - dependsOn orders requests, and "any request that depends on [a failed] request
+    #   fails with status code 424".
+    # https://learn.microsoft.com/en-us/graph/throttling#throttling-and-batching: "Requests
+    # in a batch are evaluated individually against throttling limits", a throttled one
+    # answers 429 (with its own Retry-After) inside the batch.
+    # https://learn.microsoft.com/en-us/graph/throttling-limits#outlook-service-limits-for-json-batching:
+    # Outlook "executes up to 4 requests in parallel at any point"; with dependsOn, in order.
 
     def _batch(self, body: dict[str, Any]) -> Response:
-        # https://learn.microsoft.com/en-us/graph/json-batching
         reqs = body.get("requests")
         if not isinstance(reqs, list) or not reqs:
             raise GraphError(400, "BadRequest", "Invalid batch payload format.")
@@ -2187,82 +2210,132 @@ class GraphEmulator(EmulatorServer):
                 "BadRequest",
                 f"The number of batch requests exceeds the maximum of {MAX_BATCH_REQUESTS}.",
             )
-        ids: list[str] = []
+        seen: set[str] = set()
         for sub in reqs:
-            if not isinstance(sub, dict) or not all(k in sub for k in ("id", "method", "url")):
-                raise GraphError(400, "BadRequest", "Each batch request needs id, method and url.")
-            if str(sub["id"]) in ids:
-                raise GraphError(400, "BadRequest", f"Duplicate request id '{sub['id']}'.")
-            for dep in sub.get("dependsOn") or []:
-                if str(dep) not in ids:
-                    # dependsOn may only reference a request listed before it.
-                    raise GraphError(
-                        400,
-                        "BadRequest",
-                        f"Request '{sub['id']}' depends on unknown request '{dep}'.",
-                    )
-            if str(sub["url"]).lower().startswith("http"):
-                raise GraphError(400, "BadRequest", "Batch request urls must be relative.")
-            if sub.get("body") is not None and not any(
-                k.lower() == "content-type" for k in (sub.get("headers") or {})
-            ):
+            self._check_batch_item(sub, seen)
+            seen.add(sub["id"].lower())
+        outer_auth = request.headers.get("Authorization")
+        entries: list[dict[str, Any]]
+        if any(sub.get("dependsOn") for sub in reqs):
+            # Every dependency names an earlier request (checked above), so the listed
+            # order is an order that honours them all.
+            entries = []
+            statuses: dict[str, int] = {}
+            for sub in reqs:
+                key = sub["id"].lower()
+                if any(statuses[d.lower()] >= 400 for d in sub.get("dependsOn") or []):
+                    entry = self._failed_dependency(sub["id"])
+                else:
+                    entry = self._run_batch_item(sub, outer_auth)
+                statuses[key] = entry["status"]
+                entries.append(entry)
+        else:
+            with concurrent.futures.ThreadPoolExecutor(
+                max_workers=BATCH_PARALLELISM, thread_name_prefix="graph-batch"
+            ) as pool:
+                entries = list(pool.map(lambda sub: self._run_batch_item(sub, outer_auth), reqs))
+        with self._lock:
+            self._batch_rng.shuffle(entries)
+        return jsonify({"responses": entries})
+
+    @staticmethod
+    def _check_batch_item(sub: Any, seen: set[str]) -> None:
+        if not isinstance(sub, dict) or not all(
+            isinstance(sub.get(k), str) and sub[k] for k in ("id", "method", "url")
+        ):
+            raise GraphError(
+                400, "BadRequest", "Each batch request needs string id, method and url."
+            )
+        if sub["id"].lower() in seen:
+            raise GraphError(400, "BadRequest", f"Duplicate request id '{sub['id']}'.")
+        deps = sub.get("dependsOn")
+        if deps is not None and (
+            not isinstance(deps, list) or not all(isinstance(d, str) for d in deps)
+        ):
+            raise GraphError(400, "BadRequest", "dependsOn must be an array of request ids.")
+        for dep in deps or []:
+            if dep.lower() not in seen:
+                # dependsOn may only reference a request listed before it.
+                raise GraphError(
+                    400,
+                    "BadRequest",
+                    f"Request '{sub['id']}' depends on unknown request '{dep}'.",
+                )
+        url = sub["url"]
+        if re.match(r"^[a-z][a-z0-9+.-]*://", url, re.IGNORECASE):
+            raise GraphError(400, "BadRequest", "Batch request urls must be relative.")
+        if url.lstrip("/").split("?", 1)[0].lower() == "$batch":
+            # Undocumented either way; a batch inside a batch is refused here.
+            raise GraphError(400, "BadRequest", "A batch request cannot contain a batch.")
+        headers = sub.get("headers")
+        if headers is not None and not isinstance(headers, dict):
+            raise GraphError(400, "BadRequest", "Batch request headers must be an object.")
+        if sub.get("body") is not None:
+            ctype = next(
+                (str(v) for k, v in (headers or {}).items() if k.lower() == "content-type"),
+                None,
+            )
+            if ctype is None:
                 raise GraphError(
                     400, "BadRequest", "Content-Type header is required when a body is present."
                 )
-            ids.append(str(sub["id"]))
-        client = self.app.test_client()
-        statuses: dict[str, int] = {}
-        responses = []
-        outer_auth = request.headers.get("Authorization")
-        for sub in reqs:
-            sub_id = str(sub["id"])
-            failed = [d for d in sub.get("dependsOn") or [] if statuses.get(str(d), 0) >= 400]
-            if failed:
-                statuses[sub_id] = 424
-                responses.append(
-                    {
-                        "id": sub_id,
-                        "status": 424,
-                        "headers": {},
-                        "body": {
-                            "error": {
-                                "code": "FailedDependency",
-                                "message": "The request could not be completed because of a "
-                                "failed dependency.",
-                            }
-                        },
-                    }
-                )
-                continue
-            headers = dict(sub.get("headers") or {})
-            if outer_auth:
-                headers["Authorization"] = outer_auth
-            url = "/v1.0/" + str(sub["url"]).lstrip("/")
-            sub_resp = client.open(
-                url,
-                method=str(sub["method"]).upper(),
-                headers=headers,
-                data=json.dumps(sub["body"]) if sub.get("body") is not None else None,
-            )
-            statuses[sub_id] = sub_resp.status_code
-            out_headers = {
+            if isinstance(sub["body"], str) and "json" not in ctype.lower():
+                try:
+                    base64.b64decode(sub["body"], altchars=b"-_", validate=True)
+                except ValueError as exc:
+                    raise GraphError(
+                        400, "BadRequest", f"Request '{sub['id']}' has a body that is not base64."
+                    ) from exc
+
+    def _run_batch_item(self, sub: dict[str, Any], outer_auth: str | None) -> dict[str, Any]:
+        """One sub-request, through the whole app (auth, faults, limits, counters)."""
+        headers = {str(k): str(v) for k, v in (sub.get("headers") or {}).items()}
+        if outer_auth:
+            headers["Authorization"] = outer_auth
+        raw = sub.get("body")
+        ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+        data: bytes | None = None
+        if isinstance(raw, str) and "json" not in ctype.lower():
+            data = base64.b64decode(raw, altchars=b"-_")
+        elif raw is not None:
+            data = json.dumps(raw).encode()
+        # A client per sub-request: sub-requests run on several threads at once.
+        sub_resp = self.app.test_client().open(
+            "/v1.0/" + sub["url"].lstrip("/"),
+            method=sub["method"].upper(),
+            headers=headers,
+            data=data,
+        )
+        entry: dict[str, Any] = {
+            "id": sub["id"],
+            "status": sub_resp.status_code,
+            "headers": {
                 k: v
                 for k, v in sub_resp.headers.items()
                 if k.lower() not in ("content-length", "date", "server")
-            }
-            entry: dict[str, Any] = {
-                "id": sub_id,
-                "status": sub_resp.status_code,
-                "headers": out_headers,
-            }
-            if sub_resp.data:
-                entry["body"] = (
-                    sub_resp.get_json()
-                    if sub_resp.is_json
-                    else base64.b64encode(sub_resp.data).decode()
-                )
-            responses.append(entry)
-        return jsonify({"responses": responses})
+            },
+        }
+        if sub_resp.data:
+            entry["body"] = (
+                sub_resp.get_json()
+                if sub_resp.is_json
+                else base64.b64encode(sub_resp.data).decode()
+            )
+        return entry
+
+    @staticmethod
+    def _failed_dependency(sub_id: str) -> dict[str, Any]:
+        return {
+            "id": sub_id,
+            "status": 424,
+            "headers": {"Content-Type": "application/json"},
+            "body": {
+                "error": {
+                    "code": "FailedDependency",
+                    "message": "The request could not be completed because of a failed dependency.",
+                }
+            },
+        }
 
     # -- seeding -----------------------------------------------------------------------------
 
