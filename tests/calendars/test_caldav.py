@@ -545,3 +545,132 @@ def test_a_bad_item_on_the_server_is_listed_as_bad_without_stopping_the_listing(
     page = caldav_harness.adapter.list_changes(None, WINDOW)
     assert [e.calendar_id for e in page.events] == [good.calendar_id]
     assert [b.item_id for b in page.bad] == [bad_id]
+
+
+# -- series the server cannot expand (issue #11) ------------------------------------------
+
+FEBRUARY_30 = "RRULE:FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30"
+
+
+def _series(rule: str, start: str = "20260302T090000Z", end: str = "20260302T100000Z") -> str:
+    return ics(f"DTSTART:{start}", f"DTEND:{end}", "SUMMARY:Board review", rule)
+
+
+def test_a_series_the_server_cannot_expand_is_listed_as_bad_with_its_rule(caldav_harness):
+    # Radicale stores this rule but leaves it out of every time-range query.
+    good = caldav_harness.adapter.create(_meeting(), link_id="link-beside", notify=False)
+    bad_id = caldav_harness.put_raw("feb30.ics", _series(FEBRUARY_30))
+    page = caldav_harness.adapter.list_changes(None, WINDOW)
+    assert [e.calendar_id for e in page.events] == [good.calendar_id]
+    assert [b.item_id for b in page.bad] == [bad_id]
+    assert_names_the_rule_and_what_to_fix(page.bad[0].reason, "February never has day 30")
+
+
+def assert_names_the_rule_and_what_to_fix(reason: str, defect: str) -> None:
+    # The rule is shown as icalendar writes it back, its parts perhaps reordered.
+    assert reason.startswith('the event "Board review" repeats by a rule calsync cannot read ')
+    assert "(RRULE:" in reason
+    assert reason.endswith(f": {defect}); edit its repetition in your calendar")
+
+
+def test_a_series_that_ended_before_the_window_stays_out_of_a_full_listing(caldav_harness):
+    caldav_harness.put_raw(
+        "old.ics", _series("RRULE:FREQ=WEEKLY;COUNT=3", "20200302T090000Z", "20200302T100000Z")
+    )
+    page = caldav_harness.adapter.list_changes(None, WINDOW)
+    assert list(page.events) == [] and list(page.bad) == []
+
+
+def test_a_series_the_server_cannot_expand_written_later_is_a_bad_change(caldav_harness):
+    cursor = caldav_harness.adapter.list_changes(None, WINDOW).next_cursor
+    bad_id = caldav_harness.put_raw("never.ics", _series("RRULE:FREQ=WEEKLY;COUNT=0"))
+    page = caldav_harness.adapter.list_changes(cursor, WINDOW)
+    assert [b.item_id for b in page.bad] == [bad_id] and list(page.events) == []
+
+
+def _canned_full_listing(*after_time_range: tuple[int, str, dict[str, str]]) -> CaldavCalendar:
+    token = _multistatus(
+        "<d:response><d:href>/cal/alice/work/</d:href><d:propstat><d:prop>"
+        "<d:sync-token>token-1</d:sync-token></d:prop>"
+        "<d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>"
+    )
+    return _canned_adapter((207, token, {}), (207, _multistatus(), {}), *after_time_range)
+
+
+def _item_response(href: str, data: str | None = None) -> str:
+    calendar_data = (
+        f'<c:calendar-data xmlns:c="urn:ietf:params:xml:ns:caldav">{data}</c:calendar-data>'
+        if data
+        else ""
+    )
+    return (
+        f"<d:response><d:href>{href}</d:href><d:propstat><d:prop>"
+        f'<d:getetag>"1"</d:getetag>{calendar_data}</d:prop>'
+        "<d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>"
+    )
+
+
+def test_a_series_left_out_by_the_server_but_repeating_in_the_window_is_listed():
+    weekly = _series("RRULE:FREQ=WEEKLY", "20251201T090000Z", "20251201T100000Z")
+    adapter = _canned_full_listing(
+        (207, _multistatus(_item_response("/cal/alice/work/weekly.ics")), {}),
+        (207, _multistatus(_item_response("/cal/alice/work/weekly.ics", weekly)), {}),
+    )
+    page = adapter.list_changes(None, WINDOW)
+    assert [e.calendar_id for e in page.events] == ["/cal/alice/work/weekly.ics"]
+    assert page.next_cursor == "sync:token-1"
+
+
+def test_the_series_check_reads_only_the_series_the_time_range_query_left_out():
+    adapter = _canned_full_listing((207, _multistatus(), {}))
+    session = adapter._client.session
+    adapter.list_changes(None, WINDOW)
+    methods = [method for method, _ in session.sent]
+    assert methods == ["PROPFIND", "REPORT", "REPORT"]  # no multiget: nothing left out
+    assert 'prop-filter name="RRULE"' in session.sent[-1][1]
+    assert "calendar-data" not in session.sent[-1][1]
+
+
+@pytest.mark.parametrize("status", [400, 403, 501])
+def test_a_server_refusing_the_series_check_still_gives_the_listing(status):
+    adapter = _canned_full_listing((status, "", {}))
+    page = adapter.list_changes(None, WINDOW)
+    assert list(page.events) == [] and page.next_cursor == "sync:token-1"
+
+
+@pytest.mark.parametrize(
+    ("rule", "defect"),
+    [
+        ("RRULE:RSCALE=CHINESE;FREQ=YEARLY;BYYEARDAY=999", "calsync does not know the RSCALE part"),
+        ("RRULE:FREQ=YEARLY;BYMONTH=13", "BYMONTH=13 is not between 1 and 12"),
+        (
+            "RRULE:FREQ=YEARLY;BYYEARDAY=999",
+            "BYYEARDAY=999 is not between 1 and 366 or -366 and -1",
+        ),
+        ("RRULE:FREQ=MONTHLY;BYMONTH=4,6;BYMONTHDAY=31", "April, June never have day 31"),
+        ("RRULE:FREQ=WEEKLY;COUNT=0", "COUNT=0 is not a whole number of at least 1"),
+        ("RRULE:FREQ=FORTNIGHTLY", "FREQ=FORTNIGHTLY is not a frequency"),
+        ("RRULE:BYDAY=MO;INTERVAL=2", "it has no FREQ"),
+        ("RRULE:FREQ=WEEKLY;BYDAY=XX", "BYDAY=XX is not a weekday"),
+        (
+            "RRULE:FREQ=WEEKLY;UNTIL=20200101T000000Z",
+            "it ends (UNTIL=20200101T000000Z) before it starts",
+        ),
+    ],
+)
+def test_a_rule_nobody_can_expand_is_a_bad_item_that_says_what_to_fix(rule, defect):
+    assert_names_the_rule_and_what_to_fix(bad_reason(_series(rule)), defect)
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "RRULE:FREQ=MONTHLY;BYMONTHDAY=31",
+        "RRULE:FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29",
+        "RRULE:FREQ=MONTHLY;BYMONTHDAY=-1;BYDAY=-1FR",
+        "RRULE:FREQ=WEEKLY;UNTIL=20260302",
+        "RRULE:FREQ=YEARLY;BYWEEKNO=-53;WKST=MO;INTERVAL=2",
+    ],
+)
+def test_a_rule_with_rare_but_real_occurrences_is_read(rule):
+    assert convert(_series(rule)).recurrence is not None

@@ -8,7 +8,13 @@ If-Match), sync-collection with its deletions, and one error type per failure a 
 tell apart.
 
 Listing
-- Full (cursor None): a calendar-query restricted to the sync window by time-range.
+- Full (cursor None): a calendar-query restricted to the sync window by time-range, then
+  the series it left out. A server decides "in the window" by expanding each RRULE, and one
+  that cannot expand a rule (Radicale with RRULE:FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30) leaves
+  the series out of every time-range answer: it would never be seen. So a second query asks
+  for the hrefs of every item with an RRULE (no time-range, no data), and only the series
+  the first left out are read; each is then reported as a bad item, kept when our own
+  expansion puts an occurrence in the window, or dropped as really outside it.
 - Incremental, when the collection has a `DAV:sync-token` (RFC 6578): the cursor is
   "sync:<token>"; a sync-collection REPORT gives changed items (with their data) and
   removed ones (404 entries). A refused token raises `CursorExpired`.
@@ -29,6 +35,7 @@ import json
 import logging
 import re
 import zlib
+from calendar import month_name
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -64,6 +71,7 @@ from calsync.sync.model import (
     When,
     problem,
 )
+from calsync.sync.recurrence import overlaps_window, rule_problem
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +260,45 @@ class CaldavCalendar:
         resp = self._send("REPORT", self.calendar_url, query, {"Depth": "1"})
         self._expect_multistatus(resp, "list the calendar")
         items = [_Item(r.href, r.etag, r.data) for r in _responses(resp) if r.status == 200]
-        return self._page(self._with_data(items), (), next_cursor=next_cursor)
+        page = self._page(self._with_data(items), (), next_cursor=next_cursor)
+        # Only here: incremental listings have no time-range and carry every changed series.
+        left_out = self._series_left_out({i.href for i in items})
+        if not left_out:
+            return page
+        extra = self._page(self._with_data(left_out), ())
+        # A series we can expand into the window is synced though the server left it out;
+        # one with no occurrence there is really outside it, as the server said.
+        kept = [e for e in extra.events if _occurs_in(e, window)]
+        return replace(page, events=[*page.events, *kept], bad=[*page.bad, *extra.bad])
+
+    def _series_left_out(self, seen: set[str]) -> list[_Item]:
+        """Items with an RRULE that the time-range query did not return, without data.
+
+        RFC 4791 9.7.2: a prop-filter without children matches when the property is
+        defined. A server that cannot answer it costs us only this check, not the listing.
+        """
+        query = (
+            f'<c:calendar-query xmlns:d="{DAV}" xmlns:c="{CALDAV}">'
+            "<d:prop><d:getetag/></d:prop>"
+            '<c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT">'
+            '<c:prop-filter name="RRULE"/>'
+            "</c:comp-filter></c:comp-filter></c:filter></c:calendar-query>"
+        )
+        try:
+            resp = self._send("REPORT", self.calendar_url, query, {"Depth": "1"})
+        except ProviderPermissionError as exc:
+            # A 403 here is a CALDAV:supported-filter refusal: the time-range query just
+            # worked with the same rights.
+            log.warning("CalDAV server refused the RRULE query: %s", exc)
+            return []
+        if resp.status != 207 or resp.tree is None:
+            log.warning("CalDAV server answered %s to the RRULE query", resp.status)
+            return []
+        return [
+            _Item(r.href, r.etag, None)
+            for r in _responses(resp)
+            if r.status == 200 and r.href not in seen and not r.href.endswith("/")
+        ]
 
     def _sync_collection(self, token: str) -> ChangePage:
         body = (
@@ -877,12 +923,134 @@ def vcalendar_to_event(text: str, item_id: str = "?") -> Converted:
         return Converted(bad=BadItem(item_id, str(exc)))
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         return Converted(bad=BadItem(item_id, f"the event cannot be read ({_short(exc)})"))
+    if event.recurrence is not None:
+        defect = rule_defect(event.recurrence.rrule, event.start) or rule_problem(event)
+        if defect:
+            return Converted(bad=BadItem(item_id, _unreadable_rule(event, defect)))
     why = problem(event)
     if why:
         return Converted(bad=BadItem(item_id, why))
     if notes:
         event = replace(event, extra={**event.extra, **notes})
     return Converted(event=event, notes=notes)
+
+
+def _unreadable_rule(event: Event, defect: str) -> str:
+    assert event.recurrence is not None
+    title = event.title if len(event.title) <= 60 else event.title[:59] + "…"
+    rule = event.recurrence.rrule.removeprefix("RRULE:")
+    return (
+        f'the event "{title}" repeats by a rule calsync cannot read (RRULE:{rule}: {defect}); '
+        "edit its repetition in your calendar"
+    )
+
+
+def _occurs_in(event: Event, window: Window) -> bool:
+    if event.recurrence is None:
+        return False  # the query that left it out asked for series only
+    try:
+        return overlaps_window(event, window.start, window.end)
+    except (ValueError, TypeError, OverflowError):
+        return True  # kept: the engine expands it again and records why it cannot
+
+
+# RFC 5545 3.3.10: the rule parts, and the range of each numeric one as (low, high, signed).
+_FREQUENCIES = {"SECONDLY", "MINUTELY", "HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY"}
+_NUMERIC_PARTS = {
+    "BYSECOND": (0, 60, False),
+    "BYMINUTE": (0, 59, False),
+    "BYHOUR": (0, 23, False),
+    "BYMONTHDAY": (1, 31, True),
+    "BYYEARDAY": (1, 366, True),
+    "BYWEEKNO": (1, 53, True),
+    "BYMONTH": (1, 12, False),
+    "BYSETPOS": (1, 366, True),
+}
+_RULE_PARTS = {"FREQ", "UNTIL", "COUNT", "INTERVAL", "BYDAY", "WKST", *_NUMERIC_PARTS}
+_WEEKDAYS = {"MO", "TU", "WE", "TH", "FR", "SA", "SU"}
+_BYDAY = re.compile(r"^[+-]?(\d{1,2})?([A-Z]{2})$")
+_UNTIL_VALUE = re.compile(r"^(\d{8})(?:T(\d{6})(Z?))?$")
+# The most days each month can have (February in a leap year).
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def rule_defect(rrule: str, start: When | None) -> str | None:
+    """Why a recurrence rule has no occurrence anyone can compute, or None.
+
+    dateutil and servers are lenient where RFC 5545 is not, and fail slowly or silently:
+    dateutil takes BYMONTH=13 or February 30 and then searches every year up to 9999 for
+    an occurrence (seconds per event, for none); Radicale stores such a series and leaves
+    it out of every time-range query. A rule is checked against the RFC here instead.
+    """
+    parts: dict[str, str] = {}
+    for piece in rrule.strip().removeprefix("RRULE:").split(";"):
+        name, sep, value = piece.partition("=")
+        name = name.strip().upper()
+        if not sep or not name or not value:
+            return f"{piece!r} is not a rule part"
+        if name not in _RULE_PARTS:
+            return f"calsync does not know the {name} part"
+        if name in parts:
+            return f"it names {name} twice"
+        parts[name] = value.strip().upper()
+    freq = parts.get("FREQ")
+    if freq is None:
+        return "it has no FREQ"
+    if freq not in _FREQUENCIES:
+        return f"FREQ={freq} is not a frequency"
+    for name in ("INTERVAL", "COUNT"):
+        if name in parts and not (parts[name].isdigit() and int(parts[name]) >= 1):
+            return f"{name}={parts[name]} is not a whole number of at least 1"
+    numbers: dict[str, list[int]] = {}
+    for name, (low, high, signed) in _NUMERIC_PARTS.items():
+        if name not in parts:
+            continue
+        values = []
+        for item in parts[name].split(","):
+            try:
+                number = int(item)
+            except ValueError:
+                return f"{name}={item} is not a number"
+            if not (low <= number <= high or (signed and -high <= number <= -low)):
+                span = f"{low} and {high}" + (f" or -{high} and -{low}" if signed else "")
+                return f"{name}={number} is not between {span}"
+            values.append(number)
+        numbers[name] = values
+    for day in parts.get("BYDAY", "").split(",") if "BYDAY" in parts else ():
+        match = _BYDAY.match(day)
+        if not match or match.group(2) not in _WEEKDAYS or match.group(1) in ("0", "00"):
+            return f"BYDAY={day} is not a weekday"
+        if match.group(1) and int(match.group(1)) > 53:
+            return f"BYDAY={day} is not a weekday of a month or year"
+    if "WKST" in parts and parts["WKST"] not in _WEEKDAYS:
+        return f"WKST={parts['WKST']} is not a weekday"
+    months, days = numbers.get("BYMONTH"), numbers.get("BYMONTHDAY")
+    if months and days and not any(abs(d) <= _MONTH_DAYS[m - 1] for m in months for d in days):
+        named = ", ".join(month_name[m] for m in sorted(set(months)))
+        return f"{named} never {'has' if len(months) == 1 else 'have'} day {days[0]}"
+    if "UNTIL" in parts:
+        return _until_defect(parts["UNTIL"], start)
+    return None
+
+
+def _until_defect(value: str, start: When | None) -> str | None:
+    match = _UNTIL_VALUE.match(value)
+    if not match:
+        return f"UNTIL={value} is not a date"
+    try:
+        day = datetime.strptime(match.group(1), "%Y%m%d").date()
+        clock = datetime.strptime(match.group(2) or "235959", "%H%M%S").time()
+    except ValueError:
+        return f"UNTIL={value} is not a date"
+    if start is None:
+        return None
+    if isinstance(start, datetime) and match.group(3):
+        ends_before = datetime.combine(day, clock, UTC) < start
+    else:
+        # A date or local time: a day of slack covers any zone's offset.
+        start_day = start.date() if isinstance(start, datetime) else start
+        ends_before = day < start_day - timedelta(days=1)
+    return f"it ends (UNTIL={value}) before it starts" if ends_before else None
 
 
 def _vevent_to_event(master: Any, overrides: list[Any], notes: dict[str, str]) -> Event:
@@ -932,7 +1100,9 @@ def _vevent_to_event(master: Any, overrides: list[Any], notes: dict[str, str]) -
                 # Same time, other details: the model has no place for those.
                 notes["occurrence_details_ignored"] = "yes"
         recurrence = Recurrence(
-            rrule=first.to_ical().decode(),
+            # A rule icalendar cannot parse comes as text, and to_ical would escape its
+            # ";": kept as written, so the rule check names what the user wrote.
+            rrule=first.to_ical().decode() if isinstance(first, icalendar.vRecur) else str(first),
             cancelled=tuple(sorted(set(cancelled), key=_sort_key)),
             moved=tuple(sorted(moved, key=lambda m: _sort_key(m.original_start))),
         )
@@ -1083,5 +1253,6 @@ __all__ = [
     "UnreadableItem",
     "event_to_vcalendar",
     "resolve_tzid",
+    "rule_defect",
     "vcalendar_to_event",
 ]
