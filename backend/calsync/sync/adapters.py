@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from calsync.sync.model import Capabilities, Event
 
@@ -75,6 +75,38 @@ class SideAdapter(Protocol):
     def update(self, item_id: str, event: Event, *, notify: bool) -> Event: ...
 
     def delete(self, item_id: str, *, notify: bool) -> None: ...
+
+
+@dataclass(frozen=True)
+class Write:
+    """One write of a batch: `create` carries `event` and `link_id`; `update` carries
+    `item_id` and `event`; `delete` carries `item_id`."""
+
+    kind: Literal["create", "update", "delete"]
+    event: Event | None = None
+    item_id: str | None = None
+    link_id: str | None = None
+    notify: bool = False
+
+
+@runtime_checkable
+class BatchWriter(Protocol):
+    """Optional: an adapter that can send several writes in one request (a JSON batch
+    endpoint, a bulk save call). The executor then hands it up to `max_batch` writes at
+    once; with `max_batch` of 1 or less (an API version without bulk writes) it calls
+    `create`/`update`/`delete` one by one instead.
+
+    `write_many` returns one entry per write, in order: the written Event for a create or
+    update, None for a delete, or the exception that write met (recorded against that item
+    alone; the others stand). An exception raised by `write_many` itself fails every write
+    of the batch. Creates keep the `create` rule: `link_id` is stored where
+    `find_by_link_id` finds it, so a batch cut short is found, not doubled, on retry. The
+    executor saves every create's pending link before the batch is sent, and never puts
+    two writes that depend on each other (same item, same link) in one batch."""
+
+    max_batch: int
+
+    def write_many(self, writes: Sequence[Write]) -> list[Event | BaseException | None]: ...
 
 
 class CalendarAdapter(SideAdapter, Protocol):
