@@ -55,6 +55,7 @@ def test_a_saved_link_comes_back_whole(stores) -> None:  # type: ignore[no-untyp
         expanded=False,
         pending="calendar",
         withheld_on="calendar",
+        abandoned_at=datetime(2026, 3, 1, 9, 30, tzinfo=UTC),
     )
     store.save_link(link)
 
@@ -89,6 +90,19 @@ def test_cursors_are_kept_per_side(stores) -> None:  # type: ignore[no-untyped-d
 
     assert store.get_cursor("calendar") is None
     assert store.get_cursor("crm") == "2026-11-26T10:00:00Z|a,b"
+
+
+def test_items_to_recheck_accumulate_per_side_until_that_sides_cursor_is_saved(stores) -> None:  # type: ignore[no-untyped-def]
+    store, other = stores
+    store.add_recheck("calendar", ["e1", "e2"])
+    store.add_recheck("calendar", ["e2", "e3"])
+    store.add_recheck("crm", ["m1"])
+
+    assert store.recheck("calendar") == {"e1", "e2", "e3"}
+    assert other.recheck("calendar") == frozenset()
+    store.save_cursor("calendar", "delta-link")
+    assert store.recheck("calendar") == frozenset()
+    assert store.recheck("crm") == {"m1"}
 
 
 def test_first_sync_time_is_remembered(stores) -> None:  # type: ignore[no-untyped-def]

@@ -187,6 +187,9 @@ class SyncState(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
     calendar_cursor: Mapped[str | None] = mapped_column(Text)
     crm_cursor: Mapped[str | None] = mapped_column(Text)
+    # JSON lists of item ids a run saw past the saved cursor (see SyncStore.recheck).
+    calendar_recheck: Mapped[str | None] = mapped_column(Text)
+    crm_recheck: Mapped[str | None] = mapped_column(Text)
     first_sync_completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -219,6 +222,10 @@ class EventLink(Base):
     # The side whose copy was written without invitees (so nobody was emailed): copying
     # that copy back must keep the other side's invitees.
     withheld_on: Mapped[str | None] = mapped_column(String(16))
+    # A create given up while it may still land: the late copy is deleted when it shows.
+    abandoned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When a create of this link last had no answer (late copies may still land).
+    unsure_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

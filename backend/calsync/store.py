@@ -6,7 +6,10 @@ link saved before a create must survive the worker being killed during that crea
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,8 +19,28 @@ from calsync.models import EventLink, SyncState
 from calsync.sync.model import Side
 from calsync.sync.state import Link
 
+# Bound parameters per IN list: well under SQLite's 32,766 and PostgreSQL's 65,535.
+_IN_CHUNK = 500
 
-def _to_link(row: EventLink) -> Link:
+_LINK_COLUMNS = (
+    EventLink.link_id,
+    EventLink.calendar_item_id,
+    EventLink.crm_record_id,
+    EventLink.calendar_version,
+    EventLink.crm_version,
+    EventLink.content_hash,
+    EventLink.origin_side,
+    EventLink.series_link_id,
+    EventLink.occurrence_key,
+    EventLink.expanded,
+    EventLink.pending_side,
+    EventLink.withheld_on,
+    EventLink.abandoned_at,
+    EventLink.unsure_since,
+)
+
+
+def _to_link(row: Any) -> Link:
     return Link(
         link_id=row.link_id,
         calendar_id=row.calendar_item_id,
@@ -31,6 +54,8 @@ def _to_link(row: EventLink) -> Link:
         expanded=row.expanded,
         pending=row.pending_side,  # type: ignore[arg-type]
         withheld_on=row.withheld_on,  # type: ignore[arg-type]
+        abandoned_at=row.abandoned_at,
+        unsure_since=row.unsure_since,
     )
 
 
@@ -46,6 +71,8 @@ def _copy_into(row: EventLink, link: Link) -> None:
     row.expanded = link.expanded
     row.pending_side = link.pending
     row.withheld_on = link.withheld_on
+    row.abandoned_at = link.abandoned_at
+    row.unsure_since = link.unsure_since
 
 
 class SqlSyncStore:
@@ -54,8 +81,10 @@ class SqlSyncStore:
         self.user_id = user_id
 
     def links(self) -> list[Link]:
+        # Plain column tuples, not ORM objects: a run reads every link twice, and tracking
+        # thousands of instances in a session costs more than the query itself.
         with transaction(self.sessions) as session:
-            rows = session.scalars(select(EventLink).where(EventLink.user_id == self.user_id))
+            rows = session.execute(select(*_LINK_COLUMNS).where(EventLink.user_id == self.user_id))
             return [_to_link(row) for row in rows]
 
     def get_link(self, link_id: str) -> Link | None:
@@ -70,6 +99,29 @@ class SqlSyncStore:
                 row = EventLink(user_id=self.user_id, link_id=link.link_id)
                 session.add(row)
             _copy_into(row, link)
+
+    def save_links(self, links: Sequence[Link]) -> None:
+        """Many links in one transaction (one commit): all are saved, or none."""
+        if not links:
+            return
+        latest = {link.link_id: link for link in links}  # the last one of an id wins
+        ids = list(latest)
+        with transaction(self.sessions) as session:
+            rows: dict[str, EventLink] = {}
+            for i in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[i : i + _IN_CHUNK]
+                found = session.scalars(
+                    select(EventLink).where(
+                        EventLink.user_id == self.user_id, EventLink.link_id.in_(chunk)
+                    )
+                )
+                rows.update((row.link_id, row) for row in found)
+            for link_id, link in latest.items():
+                row = rows.get(link_id)
+                if row is None:
+                    row = EventLink(user_id=self.user_id, link_id=link_id)
+                    session.add(row)
+                _copy_into(row, link)
 
     def delete_link(self, link_id: str) -> None:
         with transaction(self.sessions) as session:
@@ -89,9 +141,24 @@ class SqlSyncStore:
             state = self._state(session, create=True)
             assert state is not None
             if side == "calendar":
-                state.calendar_cursor = cursor
+                state.calendar_cursor, state.calendar_recheck = cursor, None
             else:
-                state.crm_cursor = cursor
+                state.crm_cursor, state.crm_recheck = cursor, None
+
+    def recheck(self, side: Side) -> frozenset[str]:
+        with transaction(self.sessions) as session:
+            state = self._state(session)
+            return frozenset() if state is None else _recheck(state, side)
+
+    def add_recheck(self, side: Side, item_ids: Iterable[str]) -> None:
+        with transaction(self.sessions) as session:
+            state = self._state(session, create=True)
+            assert state is not None
+            ids = json.dumps(sorted(_recheck(state, side) | set(item_ids)))
+            if side == "calendar":
+                state.calendar_recheck = ids
+            else:
+                state.crm_recheck = ids
 
     def first_sync_completed_at(self) -> datetime | None:
         with transaction(self.sessions) as session:
@@ -115,6 +182,11 @@ class SqlSyncStore:
             state = SyncState(user_id=self.user_id)
             session.add(state)
         return state
+
+
+def _recheck(state: SyncState, side: Side) -> frozenset[str]:
+    stored = state.calendar_recheck if side == "calendar" else state.crm_recheck
+    return frozenset(json.loads(stored)) if stored else frozenset()
 
 
 def _cursor(state: SyncState, side: Side) -> str | None:

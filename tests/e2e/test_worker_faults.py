@@ -70,11 +70,12 @@ def test_a_throttled_crm_is_retried_and_the_sync_succeeds(rt, account, worker_en
 
 
 def test_a_worker_killed_mid_sync_converges_without_duplicates(rt, account, worker_env) -> None:  # type: ignore[no-untyped-def]
-    titles = [f"Customer call {n:03d}" for n in range(60)]
+    # More meetings than one batched write holds (100), so the run writes in several.
+    titles = [f"Customer call {n:03d}" for n in range(250)]
     for n, title in enumerate(titles):
         account.put_event(f"call-{n}", title, soon(1 + n % 20, hour=8 + n % 9))
-    # Slow CRM writes, so the kill lands in the middle of the writing phase.
-    account.crm.set_faults(rate_slow=1.0, slow_seconds=0.05)
+    # Slow CRM requests, so the kill lands in the middle of the writing phase.
+    account.crm.set_faults(rate_slow=1.0, slow_seconds=0.5)
     queued = enqueue.enqueue_sync(quick_retries(rt), account.user_id, "manual")
     worker = start_worker(worker_env)
 

@@ -29,7 +29,7 @@ class LateCreateSession(requests.Session):
         data = kwargs.get("data") or {}
         creating = (
             isinstance(data, dict)
-            and data.get("method") == "set_entry"
+            and data.get("method") in ("set_entry", "set_entries")
             and '"id"' not in str(data.get("rest_data", ""))
         )
         if not (self.armed and creating):
@@ -65,6 +65,12 @@ def test_a_create_that_lands_after_its_retry_leaves_one_meeting_after_the_next_s
     assert names == ["Pricing call"]
 
 
+class OneByOne(SuiteCrmAdapter):
+    """Writes one meeting per request, so a refused request fails that meeting alone."""
+
+    max_batch = 1  # type: ignore[assignment]
+
+
 class FailingCreateSession(requests.Session):
     """Refuses (before sending) every request that would write a meeting titled `title`."""
 
@@ -79,18 +85,7 @@ class FailingCreateSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
-LOST_DELETE = pytest.mark.xfail(
-    strict=True,
-    reason="BUG (sync/executor.py, cursor rule): a run with one failed action keeps the old "
-    "calendar cursor but has already copied other new events; when one of those is deleted "
-    "before the next run, Graph's delta from the old cursor never mentions it (it did not "
-    "exist then), so its CRM copy is never deleted. Google reports it (cancelled), so passes",
-)
-
-
-@pytest.mark.parametrize(
-    "pair", [pytest.param("graph", marks=LOST_DELETE), "google"], indirect=True
-)
+@pytest.mark.parametrize("pair", ["graph", "google"], indirect=True)
 def test_an_event_copied_by_a_partly_failed_run_and_then_deleted_is_deleted_in_the_crm(
     pair,
 ) -> None:  # type: ignore[no-untyped-def]
@@ -100,7 +95,7 @@ def test_an_event_copied_by_a_partly_failed_run_and_then_deleted_is_deleted_in_t
     assert pair.sync().ok
     copied = pair.calendar.create("Copied then deleted", start + timedelta(hours=2), 30, "g@c")
     pair.calendar.create("Fails once", start + timedelta(hours=4), 30, "g@c.test")
-    failing = SuiteCrmAdapter(pair.crm_credentials, session=FailingCreateSession("Fails once"))
+    failing = OneByOne(pair.crm_credentials, session=FailingCreateSession("Fails once"))
 
     partly = pair.sync_with(crm=failing)
     assert partly.errors and partly.crm.created == 1  # "Copied then deleted" went across

@@ -252,3 +252,60 @@ def meeting(
         invitees=tuple(Invitee(e) for e in invitees),
         **kw,
     )
+
+
+class BatchWrites:
+    """`BatchWriter` for the in-memory sides: each write of a batch applied in order, as
+    SuiteCRM's `set_entries` does; an Exception met by one write is answered for it
+    alone, anything else (a `SimulatedCrash`) ends the batch where it stands."""
+
+    max_batch: int
+    batches: list[list[Any]]
+    refuse_titles: set[str]
+
+    def write_many(self, writes: Any) -> list[Any]:
+        from calsync.sync.adapters import Write
+
+        self.batches.append([(w.kind, w.link_id or w.item_id) for w in writes])
+        out: list[Any] = []
+        side: Any = self
+        for w in writes:
+            assert isinstance(w, Write)
+            try:
+                if w.event is not None and w.event.title in self.refuse_titles:
+                    raise InjectedFault(f"{w.event.title} refused")
+                if w.kind == "create":
+                    assert w.event is not None and w.link_id is not None
+                    out.append(side.create(w.event, link_id=w.link_id, notify=w.notify))
+                elif w.kind == "update":
+                    assert w.event is not None and w.item_id is not None
+                    out.append(side.update(w.item_id, w.event, notify=w.notify))
+                else:
+                    assert w.item_id is not None
+                    out.append(side.delete(w.item_id, notify=w.notify))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+
+@dataclass
+class BatchingSide(BatchWrites, MemorySide):
+    max_batch: int = 4
+    batches: list[list[Any]] = field(default_factory=list)  # (kind, link or item id) each
+    refuse_titles: set[str] = field(default_factory=set)  # writes of these titles fail
+
+
+@dataclass
+class FlakyBatchingSide(BatchWrites, FlakySide):
+    max_batch: int = 4
+    batches: list[list[Any]] = field(default_factory=list)
+    refuse_titles: set[str] = field(default_factory=set)
+
+
+def batching(side: MemorySide, max_batch: int = 4) -> MemorySide:
+    """The same side (items, log, settings) taking writes in batches of `max_batch`."""
+    import dataclasses
+
+    kind = FlakyBatchingSide if isinstance(side, FlakySide) else BatchingSide
+    values = {f.name: getattr(side, f.name) for f in dataclasses.fields(side)}
+    return kind(**values, max_batch=max_batch)

@@ -144,12 +144,17 @@ def check_invariant(
 
 
 class World:
-    def __init__(self, s: SyncSettings, flaky: bool, seed: int, loud: bool = False) -> None:
+    def __init__(
+        self, s: SyncSettings, flaky: bool, seed: int, loud: bool = False, late: bool = False
+    ) -> None:
         self.settings = s
         self.clock = Clock(NOW)
         rng = random.Random(seed)
+        self.rng = rng
         kind = FlakySide if flaky else MemorySide
         extra = {"rng": rng, "fault_rate": 0.15, "crash_rate": 0.05} if flaky else {}
+        if flaky and late:
+            extra["late_rate"] = 0.1
         cal_caps = LOUD if loud else Capabilities()
         self.sides: dict[Side, MemorySide] = {
             "calendar": kind("calendar", cal_caps, self.clock, page_size=2, **extra),
@@ -181,6 +186,10 @@ class World:
     def apply(self, step: tuple) -> None:
         kind = step[0]
         if kind == "sync":
+            for side in self.sides.values():
+                # A create whose answer was lost lands whenever the provider gets to it.
+                if isinstance(side, FlakySide) and self.rng.random() < 0.5:
+                    side.land_late()
             self.sync()
             return
         side: Side = step[1]
@@ -508,3 +517,18 @@ def test_expanded_series_converge(
 ) -> None:
     world = SeriesWorld(series_side, direction, flaky, seed, invitations, loud)
     converge_series(world, steps)
+
+
+@settings(PROFILE)
+@given(
+    s=sync_settings,
+    steps=st.lists(op, min_size=12, max_size=40),
+    seed=st.integers(0, 2**16),
+    loud=st.booleans(),
+)
+def test_sides_converge_when_creates_land_after_their_answer_was_lost(
+    s: SyncSettings, steps: list, seed: int, loud: bool
+) -> None:
+    # A create "times out" but the provider applies it later, maybe after the retry wrote a
+    # second copy: the copy the engine did not keep must go, and nothing may be lost.
+    converge(World(s, flaky=True, seed=seed, loud=loud, late=True), steps)

@@ -742,6 +742,49 @@ def test_a_second_copy_under_a_linked_link_id_is_deleted_silently_with_a_note() 
     assert [(a.kind, a.target_id) for a in p.writes] == [("delete", "m2")]
 
 
+def test_a_create_given_up_because_its_source_is_gone_is_kept_as_a_watch_not_dropped() -> None:
+    # The create of "Demo" on the CRM lost its answer; then the user deleted the event.
+    pending = Link("L0", calendar_id="c1", pending="crm")
+    p = plan(links=[pending], cal_deleted=("c1",))
+    assert not p.writes and not only(p, "unlink")
+    [watch] = only(p, "refresh")
+    assert watch.link == Link("L0", pending="crm", abandoned_at=NOW)
+
+
+def test_a_late_copy_of_a_given_up_create_is_deleted_silently_when_it_lands() -> None:
+    watch = Link("L0", pending="crm", abandoned_at=NOW)
+    landed = replace(on_crm(meeting("Demo"), "m9", "mv9"), link_id="L0")
+    p = plan(links=[watch], crm=[landed], now=NOW + timedelta(hours=1))
+    [delete] = p.writes
+    assert (delete.kind, delete.side, delete.target_id, delete.notify) == (
+        "delete",
+        "crm",
+        "m9",
+        False,
+    )
+    assert delete.notes == (pol.NOTE_STRAY_REMOVED,)
+    assert not only(p, "link") and not [a for a in p.writes if a.kind == "create"]
+
+
+def test_of_two_late_copies_under_one_link_id_one_is_kept_and_the_other_deleted() -> None:
+    # The user deleted the linked copy m1; two retries of a lost create both landed later.
+    link, cal, _ = synced_pair(meeting("Demo"))
+    first = replace(on_crm(meeting("Demo"), "m2", "mv2"), link_id="L0")
+    second = replace(on_crm(meeting("Demo"), "m3", "mv3"), link_id="L0")
+    p = plan(links=[link], crm=[first, second], crm_deleted=("m1",), cal_context=[cal])
+    [delete] = p.writes
+    assert (delete.kind, delete.side, delete.target_id) == ("delete", "crm", "m3")
+    [kept] = only(p, "refresh")
+    assert kept.link.crm_id == "m2"
+
+
+def test_a_given_up_create_is_forgotten_after_a_week() -> None:
+    watch = Link("L0", pending="crm", abandoned_at=NOW)
+    assert not plan(links=[watch], now=NOW + timedelta(days=6)).actions
+    [unlink] = plan(links=[watch], now=NOW + timedelta(days=7)).actions
+    assert (unlink.kind, unlink.drop_link_ids) == ("unlink", ("L0",))
+
+
 def test_a_second_copy_stays_while_the_linked_copy_is_not_known_to_exist() -> None:
     link, _, _ = synced_pair(meeting("Demo"))
     late = replace(on_crm(meeting("Demo"), "m2", "mv2"), link_id="L0")
@@ -789,13 +832,24 @@ def test_a_stray_on_the_source_of_a_one_way_sync_is_neither_deleted_nor_copied()
     assert not p.writes and pol.SKIP_STRAY_ON_SOURCE in skip_reasons(p)  # nor copied
 
 
-def test_a_stray_with_invitees_on_a_side_that_would_email_them_is_kept() -> None:
+def test_a_stray_with_invitees_on_a_side_that_would_email_them_is_kept_under_never() -> None:
     link, cal, _crm = synced_pair(meeting("Demo"))
     stray = replace(on_cal(meeting("Demo"), "c2", "cv2"), link_id="L0")
     loud = Capabilities(suppress_invitations=False)
-    p = plan(links=[link], cal=[stray], cal_context=[cal], cal_caps=loud)
+    never = replace(TWO_WAY, invitations="never")
+    p = plan(links=[link], cal=[stray], cal_context=[cal], cal_caps=loud, settings=never)
     assert not p.writes
     assert pol.SKIP_STRAY_KEPT in skip_reasons(p)
+
+
+def test_a_stray_with_invitees_is_cancelled_where_the_policy_emails_invitees() -> None:
+    link, cal, _crm = synced_pair(meeting("Demo"))
+    stray = replace(on_cal(meeting("Demo"), "c2", "cv2"), link_id="L0")
+    loud = Capabilities(suppress_invitations=False)
+    always = replace(TWO_WAY, invitations="always")
+    p = plan(links=[link], cal=[stray], cal_context=[cal], cal_caps=loud, settings=always)
+    [delete] = p.writes
+    assert (delete.kind, delete.target_id, delete.notify) == ("delete", "c2", True)
 
 
 def test_the_linked_copy_of_a_stray_is_read_before_planning() -> None:

@@ -28,7 +28,7 @@ import hashlib
 import html
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -44,7 +44,7 @@ from calsync.provider_errors import (
     ProviderPermissionError,
     ProviderTransientError,
 )
-from calsync.sync.adapters import BadItem, ChangePage, Window
+from calsync.sync.adapters import BadItem, ChangePage, Window, Write
 from calsync.sync.errors import CursorExpired
 from calsync.sync.model import Capabilities, Event, Invitee
 
@@ -84,6 +84,12 @@ MEETING_SELECT = (
 # What makes a version: everything we map, plus date_modified and deleted.
 VERSION_FIELDS = MEETING_SELECT[1:]
 EMAIL_BATCH = 50
+# Meetings per v4_1 `set_entries` call (the executor's batch). SuiteCRM sets no limit of
+# its own; each meeting is a full SugarBean save with its hooks, so a hundred keeps one
+# request well inside the adapter's timeout on a modest server.
+WRITE_BATCH = 100
+# Invitee addresses per look-up query when a whole batch is looked up at once.
+BATCH_EMAIL_CHUNK = 200
 CURSOR_PREFIX = "suitecrm1:"
 
 
@@ -347,12 +353,14 @@ class _V41:
         )
         return found[0] if found else None
 
-    def lookup_emails(self, emails: list[str]) -> dict[str, list[tuple[str, str]]]:
+    def lookup_emails(
+        self, emails: list[str], chunk_size: int = EMAIL_BATCH
+    ) -> dict[str, list[tuple[str, str]]]:
         out: dict[str, list[tuple[str, str]]] = {e: [] for e in emails}
         for module in PERSON_MODULES:
             table = module.lower()
-            for i in range(0, len(emails), EMAIL_BATCH):
-                chunk = emails[i : i + EMAIL_BATCH]
+            for i in range(0, len(emails), chunk_size):
+                chunk = emails[i : i + chunk_size]
                 caps = ", ".join(_quote(e.upper()) for e in chunk)
                 query = (
                     f"{table}.id IN (SELECT eabr.bean_id FROM email_addr_bean_rel eabr "
@@ -369,6 +377,14 @@ class _V41:
     def related(self, meeting_id: str) -> list[Person]:
         found = self.get(meeting_id)
         return found[1] if found else []
+
+    def get_many(self, item_ids: list[str]) -> dict[str, tuple[Raw, list[Person]]]:
+        """The live meetings among `item_ids`, with their people, in one request."""
+        if not item_ids:
+            return {}
+        query = f"meetings.id IN ({', '.join(_quote(i) for i in item_ids)})"
+        rows = self._list("Meetings", query, "", len(item_ids), deleted=False, links=True)
+        return {raw["id"]: (raw, people) for raw, people in rows}
 
     # -- writing -------------------------------------------------------------------------
 
@@ -402,6 +418,33 @@ class _V41:
             "set_relationship",
             [self._SESSION, "Meetings", meeting_id, LINKS[module], ids, [], 1 if remove else 0],
         )
+
+    def save_many(self, entries: list[Raw]) -> list[str]:
+        """`set_entries`: every entry saved in order; the ids it answers, in that order."""
+        body = self.call(
+            "set_entries", [self._SESSION, "Meetings", [_nvl_list(e) for e in entries]]
+        )
+        ids = body.get("ids") if isinstance(body, dict) else None
+        if not isinstance(ids, list):
+            raise ProviderError("SuiteCRM's answer to a batch of meetings is not understood.")
+        return [str(i) for i in ids]
+
+    def relate_many(self, changes: list[tuple[str, str, list[str], bool]]) -> dict[str, int]:
+        """`set_relationships`: (meeting id, module, related ids, remove) each, one request.
+        Its answer only counts what was created, deleted or failed."""
+        body = self.call(
+            "set_relationships",
+            [
+                self._SESSION,
+                ["Meetings"] * len(changes),
+                [meeting_id for meeting_id, _, _, _ in changes],
+                [LINKS[module] for _, module, _, _ in changes],
+                [ids for _, _, ids, _ in changes],
+                [[] for _ in changes],
+                [1 if remove else 0 for _, _, _, remove in changes],
+            ],
+        )
+        return {k: _int(str(body.get(k, 0))) for k in ("created", "deleted", "failed")}
 
     def check_access(self) -> None:
         self._list("Meetings", self._mine(), "", 1, deleted=False, links=False)
@@ -1212,20 +1255,45 @@ class SuiteCrmAdapter:
         """Relate every contact, lead and user whose address is an invitee's; unrelate
         people whose address is no longer invited. People without an address and the
         assigned user stay (SuiteCRM's calendar shows a meeting to its related users)."""
-        wanted_emails = sorted({i.email.strip().lower() for i in event.invitees if i.email})
-        missing = [e for e in wanted_emails if e not in self._email_cache]
-        if missing:
+        self._look_up(_invitee_emails(event))
+        wanted, changes = self._relation_changes(event, current)
+        dropped: set[tuple[str, str]] = set()
+        for module, ids, remove in changes:
+            self._api.relate(meeting_id, module, ids, remove=remove)
+            if remove:
+                dropped.update((module, i) for i in ids)
+        # What the meeting is related to now, without reading it back.
+        have = {(m, i) for m, i, _, _ in current}
+        kept = [p for p in current if (p[0], p[1]) not in dropped]
+        added = [(m, i, email, "") for (m, i), email in wanted.items() if (m, i) not in have]
+        return kept + added
+
+    def _look_up(self, emails: Iterable[str], chunk_size: int = EMAIL_BATCH) -> None:
+        missing = sorted({e for e in emails if e not in self._email_cache})
+        if not missing:
+            return
+        if isinstance(self._api, _V41):
+            self._email_cache.update(self._api.lookup_emails(missing, chunk_size))
+        else:
             self._email_cache.update(self._api.lookup_emails(missing))
+
+    def _relation_changes(
+        self, event: Event, current: list[Person]
+    ) -> tuple[dict[tuple[str, str], str], list[tuple[str, list[str], bool]]]:
+        """The people the meeting should be related to ((module, id) -> address), and the
+        (module, ids, remove) changes that get it there from `current`. Addresses must
+        have been looked up (`_look_up`)."""
+        wanted_emails = _invitee_emails(event)
         wanted = {
             pair: email for email in wanted_emails for pair in self._email_cache.get(email, [])
         }
         wanted.setdefault(("Users", self._api.user_id), "")
         have = {(m, i) for m, i, _, _ in current}
-        dropped: set[tuple[str, str]] = set()
+        changes: list[tuple[str, list[str], bool]] = []
         for module in PERSON_MODULES:
             add = sorted(i for m, i in wanted.keys() - have if m == module)
             if add:
-                self._api.relate(meeting_id, module, add, remove=False)
+                changes.append((module, add, False))
             drop = sorted(
                 i
                 for m, i, email, _ in current
@@ -1235,12 +1303,142 @@ class SuiteCrmAdapter:
                 and (m, i) not in wanted
             )
             if drop:
-                self._api.relate(meeting_id, module, drop, remove=True)
-                dropped.update((module, i) for i in drop)
-        # What the meeting is related to now, without reading it back.
-        kept = [p for p in current if (p[0], p[1]) not in dropped]
-        added = [(m, i, email, "") for (m, i), email in wanted.items() if (m, i) not in have]
-        return kept + added
+                changes.append((module, drop, True))
+        return wanted, changes
+
+    # -- BatchWriter ---------------------------------------------------------------------
+
+    @property
+    def max_batch(self) -> int:
+        # v4_1 saves many meetings per `set_entries`; V8 has no batch endpoint, so the
+        # engine writes one by one there.
+        return WRITE_BATCH if isinstance(self._api, _V41) else 1
+
+    def write_many(self, writes: Sequence[Write]) -> list[Event | BaseException | None]:
+        """A batch of writes in four v4_1 requests: one read of the meetings to update or
+        delete, one `set_entries`, one `set_relationships` for every invitee change, one
+        read back (versions, and the invitees SuiteCRM really kept); plus a look-up of the
+        invitee addresses this run has not seen yet, for the whole batch at once.
+
+        Creates are not looked up by link id first: the engine looks for a create cut
+        short by its link id on the next run, and `set_entries` itself saves a meeting
+        sent with the `outlook_id` of a live meeting onto that meeting, not beside it."""
+        if not isinstance(self._api, _V41):
+            return [self._write_one(w) for w in writes]
+        api = self._api
+        out: list[Event | BaseException | None] = [None] * len(writes)
+        current = api.get_many(sorted({w.item_id for w in writes if w.item_id}))
+        entries: list[Raw] = []
+        sent: list[int] = []
+        for i, write in enumerate(writes):
+            try:
+                entry = self._entry(write, current)
+            except Exception as exc:
+                out[i] = exc
+                continue
+            if entry is not None:  # None: a delete of a meeting already gone
+                entries.append(entry)
+                sent.append(i)
+        if not entries:
+            return out
+        ids = api.save_many(entries)
+        if len(ids) != len(entries):
+            # Trap: set_entries leaves a record it refused (no rights) out of its answer
+            # without saying which one, so no id can be matched to its meeting.
+            raise ProviderError(
+                f"SuiteCRM saved {len(ids)} of the {len(entries)} meetings sent to it; "
+                "calsync checks them on the next sync."
+            )
+        meeting = {i: ids[k] for k, i in enumerate(sent)}
+        live = [i for i in sent if writes[i].kind != "delete"]
+        events = {i: _written(writes[i]) for i in live}
+        self._look_up((e for ev in events.values() for e in _invitee_emails(ev)), BATCH_EMAIL_CHUNK)
+        wanted: dict[int, set[tuple[str, str]]] = {}
+        changes: list[tuple[str, str, list[str], bool]] = []
+        for i in live:
+            have = current[writes[i].item_id or ""][1] if writes[i].kind == "update" else []
+            people, todo = self._relation_changes(events[i], have)
+            wanted[i] = set(people)
+            changes.extend((meeting[i], module, pids, rm) for module, pids, rm in todo)
+        new = [meeting[i] for i in live if writes[i].kind == "create"]
+        try:
+            if changes:
+                api.relate_many(changes)
+        except Exception:
+            # As in `create`: a new meeting without its invitees would be linked by the
+            # next run's look-up by link id and never completed. Take the new ones back,
+            # so the next run creates them whole; if even that fails, the look-up links.
+            self._take_back(new)
+            raise
+        back = api.get_many([meeting[i] for i in live])
+        incomplete: list[str] = []
+        for i in live:
+            ev = events[i]
+            found = back.get(meeting[i])
+            if found is None:
+                # Trap: saving a meeting deleted meanwhile answers success, changes nothing.
+                out[i] = (
+                    _deleted(ev.title)
+                    if writes[i].kind == "update"
+                    else ProviderError("SuiteCRM did not keep the new meeting.")
+                )
+                continue
+            raw, people = found
+            if wanted[i] - {(m, pid) for m, pid, _, _ in people}:
+                # set_relationships counts failures without naming them: the read-back does.
+                out[i] = ProviderError(
+                    f'SuiteCRM did not relate every invitee of "{ev.title}"; calsync tries '
+                    "again on the next sync."
+                )
+                if writes[i].kind == "create":
+                    incomplete.append(meeting[i])
+                continue
+            out[i] = self._event(raw, people)
+        self._take_back(incomplete)
+        return out
+
+    def _entry(self, write: Write, current: Mapping[str, tuple[Raw, list[Person]]]) -> Raw | None:
+        """What `set_entries` gets for one write; None for a delete with nothing to do."""
+        if write.kind == "create":
+            if not write.link_id:
+                raise ValueError("a create needs its link id")
+            values = self._values(_written(write), current=None)
+            values["outlook_id"] = write.link_id
+            return values
+        found = current.get(write.item_id or "")
+        if write.kind == "update":
+            ev = _written(write)
+            if found is None:
+                raise _deleted(ev.title)
+            return {"id": str(write.item_id), **self._values(ev, current=found[0])}
+        # Already gone is done; a save of an unknown id would create a deleted stub.
+        return None if found is None else {"id": str(write.item_id), "deleted": "1"}
+
+    def _take_back(self, meeting_ids: list[str]) -> None:
+        if meeting_ids and isinstance(self._api, _V41):
+            with contextlib.suppress(Exception):
+                self._api.save_many([{"id": m, "deleted": "1"} for m in meeting_ids])
+
+    def _write_one(self, write: Write) -> Event | BaseException | None:
+        try:
+            if write.kind == "create":
+                return self.create(_written(write), link_id=str(write.link_id), notify=False)
+            if write.kind == "update":
+                return self.update(str(write.item_id), _written(write), notify=False)
+            self.delete(str(write.item_id), notify=False)
+            return None
+        except Exception as exc:
+            return exc
+
+
+def _written(write: Write) -> Event:
+    if write.event is None:
+        raise ValueError(f"a {write.kind} needs the event to write")
+    return write.event
+
+
+def _invitee_emails(event: Event) -> list[str]:
+    return sorted({i.email.strip().lower() for i in event.invitees if i.email})
 
 
 def _version(raw: Raw) -> str:

@@ -132,6 +132,11 @@ ERR_NO_RELATIONSHIP = (
     31,
     "This module does not support this relationship",
 )
+ERR_INVALID_DATA = (
+    "Invalid data sent",
+    1001,
+    "The data sent for this function is invalid. Please look at WSDL file for details",
+)
 # The real server runs any SQL it is given (a bad query is a database failure). The
 # emulator refuses SQL outside the connector's subset, in the service's error shape; the
 # name and number 1000 are the emulator's own, so a test names the offending clause.
@@ -594,6 +599,16 @@ class SuiteCrmEmulator(EmulatorServer):
             "track_view",
         ),
         "set_entry": ("session", "module_name", "name_value_list"),
+        "set_entries": ("session", "module_name", "name_value_lists"),
+        "set_relationships": (
+            "session",
+            "module_names",
+            "module_ids",
+            "link_field_names",
+            "related_ids",
+            "name_value_lists",
+            "delete_array",
+        ),
         "set_relationship": (
             "session",
             "module_name",
@@ -785,14 +800,40 @@ class SuiteCrmEmulator(EmulatorServer):
         # set_entry: https://docs.suitecrm.com/developer/appendix-b---api-methods/#_set_entry
         module = str(args.get("module_name") or "")
         user_id = self._v41_user(args, module)
-        nvl = args.get("name_value_list") or {}
-        values: dict[str, str] = {}
-        if isinstance(nvl, dict):
-            values = {
-                k: _v41_str(v.get("value") if isinstance(v, dict) else v) for k, v in nvl.items()
-            }
-        else:
-            values = {str(i["name"]): _v41_str(i.get("value")) for i in nvl}
+        values = _v41_values(args.get("name_value_list"))
+        item_id = self._v41_save(module, dict(values), user_id)
+        values.pop("id", None)
+        return {"id": item_id, "entry_list": _nvl(values)}
+
+    def _v41_set_entries(self, args: dict[str, Any]) -> dict[str, Any]:
+        # set_entries: https://docs.suitecrm.com/developer/appendix-b---api-methods/#_set_entries
+        # and SoapHelperWebServices::new_handle_set_entries (service/core/
+        # SoapHelperWebService.php): each name_value_list saved in order, like set_entry;
+        # the answer is only {"ids": [...]}, one id per record saved.
+        module = str(args.get("module_name") or "")
+        user_id = self._v41_user(args, module)
+        lists = args.get("name_value_lists")
+        ids: list[str] = []
+        for nvl in lists if isinstance(lists, list) else []:
+            values = _v41_values(nvl)
+            if module == "Meetings" and not values.get("id") and values.get("outlook_id"):
+                # Trap: a meeting sent without id but with an outlook_id that a live
+                # meeting already has updates that meeting instead of creating a twin.
+                twin = next(
+                    (
+                        r
+                        for r in self.records["Meetings"].values()
+                        if r["deleted"] == "0" and r["outlook_id"] == values["outlook_id"]
+                    ),
+                    None,
+                )
+                if twin is not None:
+                    values["id"] = twin["id"]
+            ids.append(self._v41_save(module, values, user_id))
+        return {"ids": ids}
+
+    def _v41_save(self, module: str, values: dict[str, str], user_id: str) -> str:
+        """SugarBean::save as set_entry and set_entries reach it; the record's id."""
         item_id = values.pop("id", "") or ""
         table = self.records[module]
         row = table.get(item_id) if item_id else None
@@ -802,22 +843,22 @@ class SuiteCrmEmulator(EmulatorServer):
             new_id = self._insert(module, values, item_id=item_id or None, user_id=user_id)
             if deleting and module == "Meetings":
                 self._soft_delete(new_id)
-            return {"id": new_id, "entry_list": _nvl(values)}
+            return new_id
         if row["deleted"] == "1":
             # Trap: saving a deleted record answers success and changes nothing.
-            return {"id": item_id, "entry_list": _nvl(values)}
+            return item_id
         if values.get("deleted") == "1":
             if module == "Meetings":
                 self._soft_delete(item_id)
             else:
                 row.update(deleted="1", date_modified=self.stamp())
-            return {"id": item_id, "entry_list": _nvl(values)}
+            return item_id
         values.pop("deleted", None)
         for key in ("date_entered", "date_modified", "created_by"):
             values.pop(key, None)
         row.update({k: _stored(k, v) for k, v in values.items() if k in row})
         row.update(date_modified=self.stamp(), modified_user_id=user_id)
-        return {"id": item_id, "entry_list": _nvl(values)}
+        return item_id
 
     def _v41_set_relationship(self, args: dict[str, Any]) -> dict[str, Any]:
         # set_relationship: https://docs.suitecrm.com/developer/appendix-b---api-methods/#_set_relationship
@@ -841,6 +882,40 @@ class SuiteCrmEmulator(EmulatorServer):
                 created += 1
             else:
                 failed += 1
+        return {"created": created, "failed": failed, "deleted": deleted}
+
+    def _v41_set_relationships(self, args: dict[str, Any]) -> dict[str, Any]:
+        # set_relationships: https://docs.suitecrm.com/developer/appendix-b---api-methods/#_set_relationships
+        # and SugarWebServiceImpl::set_relationships: the i-th entries of the lists form
+        # one (record, link, related ids) triple; the answer counts triples, not ids, so it
+        # never says which one failed.
+        self._v41_user(args)
+        names, ids = args.get("module_names"), args.get("module_ids")
+        links, related = args.get("link_field_names"), args.get("related_ids")
+        if not names or not ids or not links or not related:
+            raise _V41Error(ERR_INVALID_DATA)
+        deletes = args.get("delete_array")
+        created = failed = deleted = 0
+        delete = False
+        for i, module in enumerate(names if isinstance(names, list) else []):
+            # Trap: a missing delete_array entry keeps the previous one's value.
+            if isinstance(deletes, list) and i < len(deletes):
+                delete = str(deletes[i]) in ("1", "true", "True")
+            meeting_id = str(ids[i]) if i < len(ids) else ""
+            link = str(links[i]) if i < len(links) else ""
+            target = MEETING_LINKS.get(link) if module == "Meetings" else None
+            meeting = self.records["Meetings"].get(meeting_id)
+            bean_ids = related[i] if i < len(related) and isinstance(related[i], list) else []
+            if target is None or meeting is None or meeting["deleted"] == "1":
+                failed += 1
+            elif delete:
+                for bean_id in bean_ids:
+                    self._unrelate(meeting_id, target, str(bean_id))
+                deleted += 1
+            else:
+                for bean_id in bean_ids:
+                    self._relate(meeting_id, target, str(bean_id))
+                created += 1
         return {"created": created, "failed": failed, "deleted": deleted}
 
     # -- V8 JSON:API -------------------------------------------------------------------
@@ -1180,6 +1255,15 @@ def _v41_str(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _v41_values(nvl: Any) -> dict[str, str]:
+    """A name_value_list in either of the shapes the service accepts -> {field: value}."""
+    if isinstance(nvl, dict):
+        return {k: _v41_str(v.get("value") if isinstance(v, dict) else v) for k, v in nvl.items()}
+    if isinstance(nvl, list):
+        return {str(i["name"]): _v41_str(i.get("value")) for i in nvl if isinstance(i, dict)}
+    return {}
+
+
 # -- the SQL subset ---------------------------------------------------------------------
 
 _CMP = {
@@ -1198,6 +1282,7 @@ _EMAIL_IN_RE = re.compile(
     r"WHERE eabr\.deleted = 0 AND eabr\.bean_module = '(\w+)' "
     rf"AND ea\.email_address_caps IN \(((?:{_QUOTED}(?:, )?)+)\)\)$"
 )
+_IN_LIST_RE = re.compile(rf"^(\w+)\.(id|outlook_id) IN \(((?:{_QUOTED}(?:, )?)+)\)$")
 _SAFE_FIELDS = set(MEETING_FIELDS) | set(PERSON_FIELDS) | set(USER_FIELDS)
 
 
@@ -1234,6 +1319,11 @@ def _parse_where(query: str, table: str) -> list[Any]:
         if m and m.group(1) == table and m.group(2) in _SAFE_FIELDS:
             field, op, value = m.group(2), _CMP[m.group(3)], _unquote_sql(m.group(4))
             preds.append(lambda r, _db, f=field, o=op, v=value: o(r.get(f, ""), v))
+            continue
+        m = _IN_LIST_RE.match(clause)
+        if m and m.group(1) == table:
+            field, listed = m.group(2), {_unquote_sql(v) for v in re.findall(_QUOTED, m.group(3))}
+            preds.append(lambda r, _db, f=field, vs=listed: r.get(f, "") in vs)
             continue
         m = _EMAIL_IN_RE.match(clause)
         module = next((k for k, v in MODULE_TABLES.items() if v == table), "")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from calsync.sync.adapters import BadItem, SideAdapter, Window
+from calsync.sync.adapters import BadItem, BatchWriter, SideAdapter, Window, Write
 from calsync.sync.errors import (
     CursorExpired,
     ListingFailed,
@@ -135,6 +135,7 @@ def run_sync(
             result.full_listing[side] = listings[side].full
             if not caps[side].lists_deletions:
                 _confirm_reported_deletions(adapters[side], side, listings[side], result)
+            _recheck_unconfirmed(adapters[side], side, listings[side], store, links, result)
         report("listing", len(SIDES), len(SIDES))
         for side in SIDES:
             if not force_delete:
@@ -199,6 +200,10 @@ def run_sync(
     for side in SIDES:
         if side not in failed_sides:
             store.save_cursor(side, listings[side].cursor)
+        elif not listings[side].full:
+            # The old cursor stays, and a delta from it need not mention an item created
+            # after it and deleted before the next run: that run reads these back.
+            store.add_recheck(side, listings[side].events)
     if first_sync and not failed_sides:
         # Only a first sync applied in full counts: what it left undone is still part of
         # the first sync, and stays silent under "After first sync" when it is redone.
@@ -258,6 +263,37 @@ def _confirm_reported_deletions(
             listing.events[item_id] = found
 
 
+def _recheck_unconfirmed(
+    adapter: SideAdapter,
+    side: Side,
+    listing: _Listing,
+    store: SyncStore,
+    links: list[Link],
+    result: RunResult,
+) -> None:
+    """Read back the linked items an earlier run saw past the saved cursor and this
+    incremental listing leaves out: only an absence counts, as a deletion."""
+    if listing.full:
+        return
+    linked = {lk.id_on(side) for lk in links}
+    for item_id in sorted(store.recheck(side)):
+        if item_id not in linked or item_id in listing.events or item_id in listing.deleted:
+            continue
+        try:
+            found = adapter.get(item_id)
+        except Exception as exc:
+            raise ListingFailed(
+                f"The {side} could not be read, so nothing was changed: {exc}",
+                side,
+                exc,
+                result=result,
+            ) from exc
+        if found is None:
+            listing.deleted.add(item_id)
+        else:
+            listing.events[item_id] = found
+
+
 def _guard_empty(side: Side, listing: _Listing, links: list[Link], result: RunResult) -> None:
     if not listing.full or listing.events or listing.bad:
         return
@@ -285,8 +321,8 @@ def _resolve_pending(
     }
     for link in links:
         side = link.pending
-        if side is None or link.id_on(side) is not None:
-            continue
+        if side is None or link.id_on(side) is not None or link.abandoned_at is not None:
+            continue  # (a given-up create that lands is the planner's stray, not adopted)
         try:
             found = listed[side].get(link.link_id) or adapters[side].find_by_link_id(link.link_id)
         except Exception as exc:
@@ -299,7 +335,11 @@ def _resolve_pending(
         if found is not None:
             store.save_link(
                 # Version left unknown: the content hash tells our write from a later edit.
-                replace(link.with_side(side, found.id_on(side), None), pending=None)
+                replace(
+                    link.with_side(side, found.id_on(side), None),
+                    pending=None,
+                    unsure_since=result.started_at,
+                )
             )
 
 
@@ -355,31 +395,287 @@ def apply_plan(
 ) -> set[Side]:
     """Apply every action; an action that fails is recorded and the rest go on.
 
+    A side whose adapter is a `BatchWriter` (with `max_batch` above 1) gets its writes in
+    batches (see `_Batcher`); every other side gets them one by one, as they come.
+
     Returns the sides whose listing is not fully applied, whose cursor must not move.
     """
     report = progress or (lambda phase, done, total: None)
     failed: set[Side] = set()
     total = len(plan.actions)
+    sizes = {side: n for side, adapter in adapters.items() if (n := _batch_size(adapter)) > 1}
+    if sizes:
+        _Batcher(adapters, sizes, store, result, failed, report, total).run(plan.actions)
+        report("writing", total, total)
+        return failed
     for done, action in enumerate(plan.actions):
         if done % 50 == 0:
             report("writing", done, total)
         try:
             _apply(action, adapters, store, result)
         except Exception as exc:
-            log.warning("sync action failed: %s %s: %s", action.kind, action.item, exc)
-            failed |= action.caused_by or set(SIDES)
-            result.errors.append(
-                {
-                    "action": action.kind,
-                    "side": action.side,
-                    "item": action.item or action.target_id,
-                    "title": action.event.title if action.event else None,
-                    "reason": action.reason,
-                    "message": str(exc) or type(exc).__name__,
-                }
-            )
+            _record_failure(action, exc, result, failed)
     report("writing", total, total)
     return failed
+
+
+def _record_failure(
+    action: Action, exc: BaseException, result: RunResult, failed: set[Side]
+) -> None:
+    log.warning("sync action failed: %s %s: %s", action.kind, action.item, exc)
+    failed.update(action.caused_by or SIDES)
+    result.errors.append(
+        {
+            "action": action.kind,
+            "side": action.side,
+            "item": action.item or action.target_id,
+            "title": action.event.title if action.event else None,
+            "reason": action.reason,
+            "message": str(exc) or type(exc).__name__,
+        }
+    )
+
+
+_WRITES = ("create", "update", "delete")
+_REPORT_EVERY = 50
+
+
+def _batch_size(adapter: SideAdapter) -> int:
+    if not isinstance(adapter, BatchWriter):
+        return 0
+    return int(adapter.max_batch or 0)
+
+
+class _Batcher:
+    """Applies a plan with each batching side's writes grouped into `write_many` calls.
+
+    Which order matters: the planner's order between actions on the same link row or the
+    same item (an update then a delete of one item; a series master's version saved after
+    its occurrence copies are written, so a run cut short re-expands it; a stray second
+    copy removed before anything is created with its link id). Actions with nothing in
+    common commute: they write different items and different link rows. So a write waits
+    in its side's batch while later actions run ahead of it only as long as they share
+    nothing with what waits. A link/refresh/unlink that shares something waits too, and
+    is saved right after the batches it follows are written (a series' occurrences are
+    batched whole, its master saved after them). A write that shares something sends
+    every waiting batch first (in the order they were started), then runs or waits in
+    turn. A stray copy's delete names no link, so it never shares a batch with a create
+    on the same side.
+    """
+
+    def __init__(
+        self,
+        adapters: dict[Side, SideAdapter],
+        sizes: dict[Side, int],
+        store: SyncStore,
+        result: RunResult,
+        failed: set[Side],
+        report: Progress,
+        total: int,
+    ) -> None:
+        self.adapters = adapters
+        self.sizes = sizes
+        self.store = store
+        self.result = result
+        self.failed = failed
+        self.report = report
+        self.total = total
+        self.done = 0
+        self.waiting: list[Side] = []  # sides with a batch started, oldest first
+        self.held: dict[Side, list[Action]] = {side: [] for side in sizes}
+        self.keys: dict[Side, set[str]] = {side: set() for side in sizes}
+        self.parents: dict[Side, set[str]] = {side: set() for side in sizes}
+        self.deferred: list[_Deferred] = []  # store-only actions waiting for batches
+
+    def run(self, actions: Sequence[Action]) -> None:
+        self.report("writing", 0, self.total)
+        for action in actions:
+            keys, parents = _footprint(action)
+            sides = {
+                s for s in self.waiting if _clash(keys, parents, self.keys[s], self.parents[s])
+            }
+            after = [d for d in self.deferred if _clash(keys, parents, d.keys, d.parents)]
+            if (sides or after) and action.kind in _WRITES:
+                self.flush_all()
+            elif sides or after:
+                waits = sides.union(*(d.waits for d in after))
+                self.deferred.append(_Deferred(action, keys, parents, waits))
+                continue
+            side = action.side
+            if action.kind in _WRITES and side in self.sizes:
+                assert side is not None
+                if side not in self.waiting:
+                    self.waiting.append(side)
+                self.held[side].append(action)
+                self.keys[side] |= keys
+                self.parents[side] |= parents
+                if len(self.held[side]) >= self.sizes[side]:
+                    self.flush(side)
+                continue
+            self.apply(action)
+        self.flush_all()
+
+    def apply(self, action: Action) -> None:
+        try:
+            _apply(action, self.adapters, self.store, self.result)
+        except Exception as exc:
+            _record_failure(action, exc, self.result, self.failed)
+        self.advance(1)
+
+    def flush_all(self) -> None:
+        for side in list(self.waiting):
+            self.flush(side)
+        for waiting in self.deferred:  # none left: each waited for a side flushed above
+            self.apply(waiting.action)
+        self.deferred = []
+
+    def flush(self, side: Side) -> None:
+        actions, self.held[side] = self.held[side], []
+        self.keys[side], self.parents[side] = set(), set()
+        self.waiting.remove(side)
+        _write_batch(side, self.adapters[side], actions, self.store, self.result, self.failed)
+        self.advance(len(actions))
+        # Deferred actions inherit the waits of those they follow, so the ready ones keep
+        # their order among themselves.
+        still: list[_Deferred] = []
+        for waiting in self.deferred:
+            waiting.waits.discard(side)
+            if waiting.waits:
+                still.append(waiting)
+            else:
+                self.apply(waiting.action)
+        self.deferred = still
+
+    def advance(self, count: int) -> None:
+        before, self.done = self.done, self.done + count
+        if before // _REPORT_EVERY != self.done // _REPORT_EVERY:
+            self.report("writing", self.done, self.total)
+
+
+@dataclass
+class _Deferred:
+    action: Action
+    keys: set[str]
+    parents: set[str]
+    waits: set[Side]  # the batches it must follow
+
+
+def _clash(keys: set[str], parents: set[str], held: set[str], held_parents: set[str]) -> bool:
+    return bool(keys & (held | held_parents) or parents & held)
+
+
+def _footprint(action: Action) -> tuple[set[str], set[str]]:
+    """What an action writes (link rows, items) and the series it belongs to."""
+    keys: set[str] = set()
+    parents: set[str] = set()
+    for link in (action.link, *action.also_save):
+        if link is not None:
+            keys.add("link:" + link.link_id)
+            if link.series_link_id:
+                parents.add("link:" + link.series_link_id)
+    keys.update("link:" + link_id for link_id in action.drop_link_ids)
+    if action.side is not None and action.target_id is not None:
+        keys.add(f"item:{action.side}:{action.target_id}")
+    if action.kind == "delete" and action.link is None and not action.drop_link_ids:
+        keys.add(f"stray:{action.side}")
+    elif action.kind == "create":
+        parents.add(f"stray:{action.side}")
+    return keys, parents
+
+
+def _write_of(action: Action) -> Write:
+    if action.kind == "create":
+        assert action.link is not None and action.event is not None
+        return Write(
+            "create",
+            event=replace(action.event, link_id=action.link.link_id),
+            link_id=action.link.link_id,
+            notify=action.notify,
+        )
+    assert action.target_id is not None
+    if action.kind == "update":
+        assert action.link is not None and action.event is not None
+        return Write("update", event=action.event, item_id=action.target_id, notify=action.notify)
+    return Write("delete", item_id=action.target_id, notify=action.notify)
+
+
+def _write_batch(
+    side: Side,
+    adapter: SideAdapter,
+    actions: list[Action],
+    store: SyncStore,
+    result: RunResult,
+    failed: set[Side],
+) -> None:
+    assert isinstance(adapter, BatchWriter)
+    try:
+        # Recorded before the batch is sent, so a retry after a crash finds each create
+        # by its link id instead of doubling it.
+        store.save_links(
+            [replace(a.link, pending=side) for a in actions if a.kind == "create" and a.link]
+        )
+        outcomes = adapter.write_many([_write_of(a) for a in actions])
+        if len(outcomes) != len(actions):
+            raise RuntimeError(
+                f"the {side} answered {len(outcomes)} of the {len(actions)} writes sent"
+            )
+    except Exception as exc:
+        for action in actions:
+            _record_failure(action, exc, result, failed)
+        return
+    saves: list[Link] = []
+    finished: list[Action] = []
+    for action, outcome in zip(actions, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            _record_failure(action, outcome, result, failed)
+            continue
+        try:
+            saves.extend(_links_after(action, side, outcome))
+        except Exception as exc:
+            _record_failure(action, exc, result, failed)
+            continue
+        finished.append(action)
+    try:
+        store.save_links(saves)
+        for action in finished:
+            for link_id in action.drop_link_ids:
+                store.delete_link(link_id)
+    except Exception as exc:
+        for action in finished:
+            _record_failure(action, exc, result, failed)
+        return
+    for action in finished:
+        counts = result.side(side)
+        if action.kind == "create":
+            counts.created += 1
+        elif action.kind == "update":
+            counts.updated += 1
+        else:
+            counts.deleted += 1
+        if action.conflict is not None:
+            result.conflicts.append(action.conflict.to_dict())
+        for note in action.notes:
+            result.notes[note] += 1
+
+
+def _links_after(action: Action, side: Side, written: Event | None) -> list[Link]:
+    """The links a successful write leaves behind, as `_apply` saves them."""
+    if action.kind == "delete":
+        gone = [action.link.with_side(side, None, None)] if action.link is not None else []
+        return gone + list(action.also_save)
+    assert action.link is not None
+    if written is None:
+        raise RuntimeError(f"the {side} answered nothing for this {action.kind}")
+    if action.kind == "create":
+        link = replace(
+            action.link.with_side(side, written.id_on(side), written.version_on(side)),
+            pending=None,
+        )
+    else:
+        link = action.link.with_side(
+            side, written.id_on(side) or action.target_id, written.version_on(side)
+        )
+    return [link, *action.also_save]
 
 
 def _apply(

@@ -40,6 +40,10 @@ class _Deleted:
 
 
 DELETED = _Deleted()
+
+# How long a given-up create is watched for (see `Link.abandoned_at`). A provider that
+# applies a write minutes after the client gave up is common; a week is generous.
+ABANDONED_KEEP = timedelta(days=7)
 Change = Event | _Deleted
 
 
@@ -252,7 +256,41 @@ class _Planner:
     # -- helpers -------------------------------------------------------------------
 
     def emit(self, action: Action) -> None:
+        # A link whose create may still land is never simply dropped: without it, the late
+        # copy would be an orphan nobody owns. It is kept, without ids, to catch that copy.
+        watched = [self.links[i] for i in action.drop_link_ids if self.may_still_land(i)]
+        if watched:
+            gone = {lk.link_id for lk in watched}
+            keep = tuple(i for i in action.drop_link_ids if i not in gone)
+            watches = tuple(
+                Link(
+                    lk.link_id,
+                    origin=lk.origin,
+                    # Creates write copies of the origin's item on the other side.
+                    pending=lk.pending or other_side(lk.origin),
+                    abandoned_at=self.ctx.now,
+                )
+                for lk in watched
+            )
+            if action.kind == "unlink":
+                reason = "an unfinished create whose source is gone, watched in case it lands"
+                for watch in watches:
+                    self.actions.append(Action("refresh", reason, link=watch))
+                if not keep:
+                    return
+                action = replace(action, drop_link_ids=keep)
+            else:
+                # Saved with the write, only once it succeeded: a failed delete is retried.
+                action = replace(action, drop_link_ids=keep, also_save=action.also_save + watches)
         self.actions.append(action)
+
+    def may_still_land(self, link_id: str) -> bool:
+        lk = self.links.get(link_id)
+        if lk is None or lk.abandoned_at is not None:
+            return False
+        if lk.pending is not None and lk.id_on(lk.pending) is None:
+            return True
+        return lk.unsure_since is not None and self.ctx.now - lk.unsure_since < ABANDONED_KEEP
 
     def skip(self, reason: str, item: str, caused_by: Iterable[Side] = ()) -> None:
         self.emit(Action("skip", reason, item=item, caused_by=frozenset(caused_by)))
@@ -350,6 +388,10 @@ class _Planner:
                 if link is None:
                     if not self.remove_stray(side, ev):
                         unlinked[side].append(ev)
+                elif isinstance(per_link[link.link_id].get(side), Event):
+                    # Two unlinked items carry the same link id (a create whose answer was
+                    # lost landed twice): the first is read back as ours, this one is a stray.
+                    self.remove_stray(side, ev, link)
                 else:
                     per_link[link.link_id][side] = ev
             for item_id in sorted(ch.deleted):
@@ -387,7 +429,11 @@ class _Planner:
         if ev.link_id and ev.link_id in self.links:
             candidate = self.links[ev.link_id]
             # Our own create, read back before its link learnt the new id.
-            if candidate.id_on(side) is None and not candidate.expanded:
+            if (
+                candidate.id_on(side) is None
+                and not candidate.expanded
+                and candidate.abandoned_at is None
+            ):
                 return candidate
         return None
 
@@ -415,6 +461,12 @@ class _Planner:
                 if link.id_on(other):
                     self.by_side[other][link.id_on(other) or ""] = link
 
+    def unsure(self, link: Link) -> Link:
+        """`link`, remembering when its create last had no answer (see `unsure_since`)."""
+        if link.pending and link.id_on(link.pending) is None:
+            return replace(link, unsure_since=self.ctx.now)
+        return link
+
     def stray_of(self, side: Side, ev: Event) -> Link | None:
         """The link `ev` is a stray copy of: `ev` carries the link id of a link that holds
         another item on this side, and that item is confirmed to exist (listed or read, not
@@ -425,14 +477,17 @@ class _Planner:
         item_id = ev.id_on(side)
         if link is None or item_id is None:
             return None
+        if link.abandoned_at is not None:
+            return link if link.pending == side else None
         real = link.id_on(side)
         if real is None or real == item_id or real in self.changes[side].deleted:
             return None
         return link if self.known(side, real) is not None else None
 
-    def remove_stray(self, side: Side, ev: Event) -> bool:
-        """Delete `ev` silently if it is calsync's own stray copy; whether it was one."""
-        link = self.stray_of(side, ev)
+    def remove_stray(self, side: Side, ev: Event, link: Link | None = None) -> bool:
+        """Delete `ev` silently if it is calsync's own stray copy (of `link`, when the caller
+        knows it already); whether it was one."""
+        link = link or self.stray_of(side, ev)
         if link is None:
             return False
         item = _item(side, ev.id_on(side))
@@ -442,16 +497,23 @@ class _Planner:
             self.skip(pol.SKIP_STRAY_ON_SOURCE, item, (side,))
             return True
         caps = self.ctx.caps(side)
+        notify = False
         if ev.invitees and caps.notify and not caps.suppress_invitations:
-            self.skip(pol.SKIP_STRAY_KEPT, item, (side,))
-            return True
+            # Deleting it e-mails its invitees a cancellation: only where the policy lets
+            # calsync e-mail them (it did, then, when it wrote this copy with them).
+            notify = self.delete_notify(side, ev)
+            if not notify:
+                self.skip(pol.SKIP_STRAY_KEPT, item, (side,))
+                return True
         self.emit(
             Action(
                 "delete",
-                f"a second copy of {link.link_id} on the {side}, left by an interrupted write",
+                f"a late copy of {link.link_id} on the {side}, landed after its source went"
+                if link.abandoned_at
+                else f"a second copy of {link.link_id} on the {side}, left by an interrupted write",
                 side=side,
                 target_id=ev.id_on(side),
-                notify=False,
+                notify=notify,
                 caused_by=frozenset({side}),
                 notes=(pol.NOTE_STRAY_REMOVED,),
                 item=item,
@@ -463,7 +525,7 @@ class _Planner:
 
     def regular(self, link: Link, ch: dict[Side, Change]) -> None:
         ch = dict(ch)
-        current = link
+        current = self.unsure(link)
         for side in SIDES:
             ev = ch.get(side)
             if isinstance(ev, Event) and current.id_on(side) is None:
@@ -743,6 +805,16 @@ class _Planner:
         for link in sorted(self.links.values(), key=lambda lk: lk.link_id):
             if link.link_id in seen or not link.pending or link.id_on(link.pending):
                 continue
+            if link.abandoned_at is not None:
+                if self.ctx.now - link.abandoned_at >= ABANDONED_KEEP:
+                    self.actions.append(
+                        Action(
+                            "unlink",
+                            "a given-up create never landed",
+                            drop_link_ids=(link.link_id,),
+                        )
+                    )
+                continue
             if link.series_link_id:
                 continue  # occurrence creates are redone by their series
             source = other_side(link.pending)
@@ -757,7 +829,11 @@ class _Planner:
                 )
             elif not problem(src):
                 self.propagate(
-                    link, source, src, "retrying an unfinished create", frozenset({source})
+                    self.unsure(link),
+                    source,
+                    src,
+                    "retrying an unfinished create",
+                    frozenset({source}),
                 )
 
     # -- series expanded into occurrences on a side without native series -----------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
@@ -34,6 +35,13 @@ class Link:
     # them). Its empty invitee list is not the meeting's: copying from it keeps the other
     # side's invitees, and `content_hash` is of the content *with* those invitees.
     withheld_on: Side | None = None
+    # Set on a link whose create on `pending` was given up (its source is gone) although
+    # the create may still land: the link then holds no ids and only waits for that late
+    # copy, which the planner deletes as a stray. Dropped after a week.
+    abandoned_at: datetime | None = None
+    # When a create of this link last had no answer (it was pending): more attempts may
+    # still land for a week, so dropping the link then leaves a watch (`abandoned_at`).
+    unsure_since: datetime | None = None
 
     def id_on(self, side: Side) -> str | None:
         return self.calendar_id if side == "calendar" else self.crm_id
@@ -56,11 +64,23 @@ class SyncStore(Protocol):
 
     def save_link(self, link: Link) -> None: ...
 
+    def save_links(self, links: Sequence[Link]) -> None:
+        """Save many links at once, durable together on return (one transaction)."""
+        ...
+
     def delete_link(self, link_id: str) -> None: ...
 
     def get_cursor(self, side: Side) -> str | None: ...
 
-    def save_cursor(self, side: Side, cursor: str | None) -> None: ...
+    def save_cursor(self, side: Side, cursor: str | None) -> None:
+        """Also empties the side's recheck set: every change up to the cursor is applied."""
+        ...
+
+    def recheck(self, side: Side) -> frozenset[str]:
+        """Items a run saw on `side` without saving the cursor past them (see executor)."""
+        ...
+
+    def add_recheck(self, side: Side, item_ids: Iterable[str]) -> None: ...
 
     def first_sync_completed_at(self) -> datetime | None: ...
 
@@ -71,6 +91,7 @@ class InMemoryStore:
     def __init__(self) -> None:
         self._links: dict[str, Link] = {}
         self._cursors: dict[Side, str | None] = {"calendar": None, "crm": None}
+        self._recheck: dict[Side, frozenset[str]] = {"calendar": frozenset(), "crm": frozenset()}
         self._first_sync: datetime | None = None
 
     def links(self) -> list[Link]:
@@ -82,6 +103,10 @@ class InMemoryStore:
     def save_link(self, link: Link) -> None:
         self._links[link.link_id] = link
 
+    def save_links(self, links: Sequence[Link]) -> None:
+        for link in links:
+            self._links[link.link_id] = link
+
     def delete_link(self, link_id: str) -> None:
         self._links.pop(link_id, None)
 
@@ -90,6 +115,13 @@ class InMemoryStore:
 
     def save_cursor(self, side: Side, cursor: str | None) -> None:
         self._cursors[side] = cursor
+        self._recheck[side] = frozenset()
+
+    def recheck(self, side: Side) -> frozenset[str]:
+        return self._recheck[side]
+
+    def add_recheck(self, side: Side, item_ids: Iterable[str]) -> None:
+        self._recheck[side] = self._recheck[side] | frozenset(item_ids)
 
     def first_sync_completed_at(self) -> datetime | None:
         return self._first_sync
