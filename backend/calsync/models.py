@@ -224,7 +224,7 @@ class EventLink(Base):
     withheld_on: Mapped[str | None] = mapped_column(String(16))
     # A create given up while it may still land: the late copy is deleted when it shows.
     abandoned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # When a create of this link last had no answer (late copies may still land).
+    # When a create of this link was last sent (a late copy may still land).
     unsure_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

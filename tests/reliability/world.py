@@ -97,8 +97,8 @@ def calendar_for(world: World, kind: str) -> tuple[CalendarSide, Any]:
         http = graph_session(emu)
         blob = graph_connect(emu, http, address)
 
-        def make() -> Any:
-            return graph_adapter(emu, http, blob, timeout=TIMEOUT, sleep=sleeper, backoff=0.01)
+        def make(timeout: float = TIMEOUT) -> Any:
+            return graph_adapter(emu, http, blob, timeout=timeout, sleep=sleeper, backoff=0.01)
 
     else:
         emu = world.google
@@ -106,8 +106,8 @@ def calendar_for(world: World, kind: str) -> tuple[CalendarSide, Any]:
         http = google_session(emu)
         blob = google_connect(emu, http, address)
 
-        def make() -> Any:
-            return google_adapter(emu, http, blob, timeout=TIMEOUT, sleep=sleeper)
+        def make(timeout: float = TIMEOUT) -> Any:
+            return google_adapter(emu, http, blob, timeout=timeout, sleep=sleeper)
 
     sleeper = RecordingSleep()
     side = CalendarSide(kind, emu, http, address)
@@ -126,7 +126,7 @@ def run_in_process(world: World, plan: Plan) -> Outcome:
             world.sessions,
             user_id,
             make_calendar,
-            lambda: crm_adapter(credentials),
+            lambda timeout=TIMEOUT: crm_adapter(credentials, timeout),
             calendar.address,
         )
         scenario = Scenario(

@@ -309,3 +309,8 @@ def batching(side: MemorySide, max_batch: int = 4) -> MemorySide:
     kind = FlakyBatchingSide if isinstance(side, FlakySide) else BatchingSide
     values = {f.name: getattr(side, f.name) for f in dataclasses.fields(side)}
     return kind(**values, max_batch=max_batch)
+
+
+def live_links(store: Any) -> list:
+    """The store's links, without the watches kept for late copies (`Link.abandoned_at`)."""
+    return [lk for lk in store.links() if lk.abandoned_at is None]

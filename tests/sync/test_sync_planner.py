@@ -778,10 +778,25 @@ def test_of_two_late_copies_under_one_link_id_one_is_kept_and_the_other_deleted(
     assert kept.link.crm_id == "m2"
 
 
-def test_a_given_up_create_is_forgotten_after_a_week() -> None:
+def test_a_link_deleted_within_a_day_of_its_create_leaves_a_watch_for_late_copies() -> None:
+    # The create was answered, but an attempt the adapter retried may still land.
+    link, _cal, crm = synced_pair(meeting("Demo"))
+    recent = replace(link, unsure_since=NOW - timedelta(hours=2))
+    p = plan(links=[recent], crm=[crm], cal_deleted=("c1",))
+    [delete] = p.writes
+    assert (delete.kind, delete.side, delete.target_id) == ("delete", "crm", "m1")
+    assert not delete.drop_link_ids
+    assert delete.also_save == (Link("L0", pending="crm", abandoned_at=NOW),)
+    # A day later, the link is simply dropped.
+    old = replace(link, unsure_since=NOW - timedelta(days=1))
+    [delete] = plan(links=[old], crm=[crm], cal_deleted=("c1",)).writes
+    assert delete.drop_link_ids == ("L0",) and not delete.also_save
+
+
+def test_a_given_up_create_is_forgotten_after_a_day() -> None:
     watch = Link("L0", pending="crm", abandoned_at=NOW)
-    assert not plan(links=[watch], now=NOW + timedelta(days=6)).actions
-    [unlink] = plan(links=[watch], now=NOW + timedelta(days=7)).actions
+    assert not plan(links=[watch], now=NOW + timedelta(hours=23)).actions
+    [unlink] = plan(links=[watch], now=NOW + timedelta(days=1)).actions
     assert (unlink.kind, unlink.drop_link_ids) == ("unlink", ("L0",))
 
 

@@ -264,6 +264,8 @@ class EmulatorServer:
         self._limiter = _MailboxLimiter()
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self._in_flight = 0
+        self._idle = threading.Condition()
         self.app = Flask(f"calsync.sandbox.{self.name}")
         self.app.config["JSON_SORT_KEYS"] = False
         self.app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -401,7 +403,25 @@ class EmulatorServer:
 
     # -- request pipeline --------------------------------------------------------------
 
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no request is being handled (a slow one the client gave up on may
+        still be on its way to changing the data); whether that happened in time."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        with self._idle:
+            self._in_flight += 1
+        try:
+            return self._handle(environ, start_response)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def _handle(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         result = self.app.wsgi_app(environ, start_response)
         if environ.get("calsync.sandbox.drop"):
             # Werkzeug's dev server exposes the client socket; shutting it down before any

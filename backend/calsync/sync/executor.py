@@ -576,7 +576,8 @@ def _footprint(action: Action) -> tuple[set[str], set[str]]:
     keys.update("link:" + link_id for link_id in action.drop_link_ids)
     if action.side is not None and action.target_id is not None:
         keys.add(f"item:{action.side}:{action.target_id}")
-    if action.kind == "delete" and action.link is None and not action.drop_link_ids:
+    stray = not (action.link or action.drop_link_ids or action.also_save)
+    if action.kind == "delete" and stray:
         keys.add(f"stray:{action.side}")
     elif action.kind == "create":
         parents.add(f"stray:{action.side}")
@@ -630,7 +631,7 @@ def _write_batch(
             _record_failure(action, outcome, result, failed)
             continue
         try:
-            saves.extend(_links_after(action, side, outcome))
+            saves.extend(_links_after(action, side, outcome, result.started_at))
         except Exception as exc:
             _record_failure(action, exc, result, failed)
             continue
@@ -658,7 +659,9 @@ def _write_batch(
             result.notes[note] += 1
 
 
-def _links_after(action: Action, side: Side, written: Event | None) -> list[Link]:
+def _links_after(
+    action: Action, side: Side, written: Event | None, started_at: datetime
+) -> list[Link]:
     """The links a successful write leaves behind, as `_apply` saves them."""
     if action.kind == "delete":
         gone = [action.link.with_side(side, None, None)] if action.link is not None else []
@@ -670,6 +673,7 @@ def _links_after(action: Action, side: Side, written: Event | None) -> list[Link
         link = replace(
             action.link.with_side(side, written.id_on(side), written.version_on(side)),
             pending=None,
+            unsure_since=started_at,
         )
     else:
         link = action.link.with_side(
@@ -713,6 +717,7 @@ def _apply(
             replace(
                 action.link.with_side(side, written.id_on(side), written.version_on(side)),
                 pending=None,
+                unsure_since=result.started_at,
             )
         )
         result.side(side).created += 1

@@ -41,9 +41,11 @@ class _Deleted:
 
 DELETED = _Deleted()
 
-# How long a given-up create is watched for (see `Link.abandoned_at`). A provider that
-# applies a write minutes after the client gave up is common; a week is generous.
-ABANDONED_KEEP = timedelta(days=7)
+# How long a create may still land after it was sent (a lost answer, or a request the
+# adapter retried while the first attempt was still on its way): a dropped link whose
+# create is this recent is watched that long (see `Link.abandoned_at`). Late writes land
+# within minutes and syncs run every few; a day is generous.
+LATE_WINDOW = timedelta(days=1)
 Change = Event | _Deleted
 
 
@@ -290,7 +292,7 @@ class _Planner:
             return False
         if lk.pending is not None and lk.id_on(lk.pending) is None:
             return True
-        return lk.unsure_since is not None and self.ctx.now - lk.unsure_since < ABANDONED_KEEP
+        return lk.unsure_since is not None and self.ctx.now - lk.unsure_since < LATE_WINDOW
 
     def skip(self, reason: str, item: str, caused_by: Iterable[Side] = ()) -> None:
         self.emit(Action("skip", reason, item=item, caused_by=frozenset(caused_by)))
@@ -462,7 +464,7 @@ class _Planner:
                     self.by_side[other][link.id_on(other) or ""] = link
 
     def unsure(self, link: Link) -> Link:
-        """`link`, remembering when its create last had no answer (see `unsure_since`)."""
+        """`link`, remembering that its create had no answer (see `unsure_since`)."""
         if link.pending and link.id_on(link.pending) is None:
             return replace(link, unsure_since=self.ctx.now)
         return link
@@ -806,7 +808,7 @@ class _Planner:
             if link.link_id in seen or not link.pending or link.id_on(link.pending):
                 continue
             if link.abandoned_at is not None:
-                if self.ctx.now - link.abandoned_at >= ABANDONED_KEEP:
+                if self.ctx.now - link.abandoned_at >= LATE_WINDOW:
                     self.actions.append(
                         Action(
                             "unlink",

@@ -37,10 +37,11 @@ class Link:
     withheld_on: Side | None = None
     # Set on a link whose create on `pending` was given up (its source is gone) although
     # the create may still land: the link then holds no ids and only waits for that late
-    # copy, which the planner deletes as a stray. Dropped after a week.
+    # copy, which the planner deletes as a stray. Dropped after a day.
     abandoned_at: datetime | None = None
-    # When a create of this link last had no answer (it was pending): more attempts may
-    # still land for a week, so dropping the link then leaves a watch (`abandoned_at`).
+    # When a create of this link was last sent, answered or not (a lost answer, or an
+    # attempt the adapter retried, may still land): dropping the link within a day of it
+    # leaves a watch (`abandoned_at`).
     unsure_since: datetime | None = None
 
     def id_on(self, side: Side) -> str | None:

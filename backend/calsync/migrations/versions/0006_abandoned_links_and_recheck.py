@@ -3,7 +3,7 @@ states remember the items a run saw past a cursor it could not save (*_recheck).
 
 A create whose answer was lost may be applied by the provider minutes later. When its
 source is deleted meanwhile, the link used to be dropped, and the late copy then stayed
-as an orphan nobody owned. Such a link is now kept, without ids, for a week.
+as an orphan nobody owned. Such a link is now kept, without ids, for a day.
 
 A run that could not apply everything keeps the old cursor; an item it copied and that is
 deleted before the next run may never be mentioned by a delta from that old cursor (Graph).
