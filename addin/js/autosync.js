@@ -422,8 +422,8 @@ async function loadHistory() {
 // ---------- Connections > CRM ----------
 
 // CRMs that connect with the user's Microsoft sign-in, not a user name and password
-// (POST /api/connections/crm/oauth).
-const MICROSOFT_SIGN_IN_CRMS = new Set(["dynamics"]);
+// (POST /api/connections/crm/oauth); "sandbox-dynamics" is the development sandbox's.
+const MICROSOFT_SIGN_IN_CRMS = new Set(["dynamics", "sandbox-dynamics"]);
 
 function renderCrm() {
   const info = state.info.crm_info || {};

@@ -281,13 +281,37 @@ def _sandbox_crm(details: Mapping[str, Any], secret: Mapping[str, Any], config: 
     return Opened(adapter, lambda: dict(latest) if latest else None)
 
 
+def _sandbox_dynamics(
+    details: Mapping[str, Any], secret: Mapping[str, Any], config: Config
+) -> Opened:
+    """Sandbox Dynamics 365: the Dynamics adapter against the emulator where it listens now,
+    which is also the Microsoft login host its tokens come from (an address calsync wrote
+    itself: no SSRF guard, as for the Sandbox CRM)."""
+    info = _running_sandbox(config)
+    if not info.get("dynamics_url"):
+        raise ProviderConfigError(SANDBOX_NOT_RUNNING)
+    cls = crm.adapter_class("dynamics")
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = info["dynamics_ca_file"]
+    adapter = cls(
+        {**secret, "org_url": info["dynamics_url"]},
+        client_id=info["client_id"],
+        client_secret=info["client_secret"],
+        authority_host=info["dynamics_url"],
+        session=session,
+        allow_local=True,
+    )
+    return Opened(adapter, lambda: adapter.credentials if adapter.credentials_changed else None)
+
+
 # Looked up only outside production (open_calendar, open_crm).
 _SANDBOX_CALENDAR_OPENERS: dict[
     str, Callable[[Mapping[str, Any], Mapping[str, Any], Config], Opened]
 ] = {"sandbox-outlook": _sandbox_graph}
 _SANDBOX_CRM_OPENERS: dict[
     str, Callable[[Mapping[str, Any], Mapping[str, Any], Config], Opened]
-] = {"sandbox": _sandbox_crm}
+] = {"sandbox": _sandbox_crm, "sandbox-dynamics": _sandbox_dynamics}
 
 
 def replace_connection(

@@ -126,3 +126,48 @@ def test_production_never_offers_or_accepts_the_sandbox(
             open_calendar(by_kind["calendar"], config)
         with pytest.raises(ProviderConfigError):
             open_crm(by_kind["crm"], config)
+
+
+def test_production_never_offers_or_accepts_sandbox_dynamics(
+    production: tuple[Flask, Config],
+) -> None:
+    app, config = production
+    with transaction(app.extensions["calsync"].sessions) as db:
+        # A database copied from development, say, holding the sandbox's Dynamics 365.
+        org = Organization(tenant_id="tenant-dyn", crm_type="sandbox-dynamics")
+        user = User(organization=org, external_id="eve", email="eve@example.com", is_admin=True)
+        user.connections = [
+            Connection(
+                kind="crm",
+                provider="sandbox-dynamics",
+                account="eve@example.com",
+                secret={"msal_cache": "{}", "org_url": "https://127.0.0.1:1"},
+            )
+        ]
+        db.add(org)
+        db.flush()
+        user_id = user.id
+    client = app.test_client()
+    with client.session_transaction(base_url=BASE) as session:
+        session["_user_id"] = str(user_id)
+        session["_fresh"] = True
+    csrf = client.get("/api/auth/csrf", base_url=BASE).get_json()["csrf_token"]
+    headers = {"X-CSRFToken": csrf, "Referer": f"{BASE}/addin/autosync.html"}
+
+    org_view = client.get("/api/organization", base_url=BASE).get_json()
+    assert "sandbox-dynamics" not in [c["type"] for c in org_view["crm_choices"]]
+    chosen = client.patch(
+        "/api/organization", json={"crm_type": "sandbox-dynamics"}, headers=headers, base_url=BASE
+    )
+    assert chosen.status_code == 422, chosen.get_json()
+
+    # "Sign in with Microsoft" does not start: production does not know this CRM.
+    start = client.post("/api/connections/crm/oauth", json={}, headers=headers, base_url=BASE)
+    assert start.status_code == 409, start.get_json()
+
+    with transaction(app.extensions["calsync"].sessions) as db:
+        user = db.get(User, user_id)
+        assert user is not None
+        [crm] = user.connections
+        with pytest.raises(ProviderConfigError):
+            open_crm(crm, config)

@@ -346,7 +346,8 @@ def connect_crm(body: dict[str, Any]) -> dict[str, Any]:
         return save_connection(
             "crm", provider=crm_type, **_connect_sandbox_crm(body["user_name"], body["password"])
         )
-    if crm_type in SIGN_IN_CRMS:
+    # (The sandbox's Dynamics signs in too; it is never a choice in production.)
+    if crm_type in (*SIGN_IN_CRMS, "sandbox-dynamics"):
         refuse(409, CRM_NEEDS_SIGN_IN.format(label=label))
     connector = CRM_CONNECTORS.get(crm_type)
     if connector is None:

@@ -13,6 +13,10 @@ outcome.
 
 The organization URL is the administrator's "Custom URL": it goes through the SSRF guard
 when the flow starts and every request to it through the guarded session.
+
+"Sandbox Dynamics 365" (development only, while `calsync sandbox` runs) is the same flow
+against the sandbox's Dynamics emulator, which is the organization and Microsoft's login
+host at once: its address and certificate are the ones the sandbox wrote, not a user's.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ from werkzeug.wrappers import Response
 from calsync.api.access import db, me
 from calsync.api.connections import (
     NO_CRM_CHOSEN,
+    SANDBOX_NOT_RUNNING,
     SIGN_IN_CRMS,
+    running_sandbox,
     save_connection,
 )
 from calsync.api.errors import ErrorSchema, refuse
@@ -53,6 +59,8 @@ AUTOSYNC_PAGE = "/addin/autosync.html"
 CALLBACK_PATH = "/api/connections/calendar/oauth/callback"
 FLOW_KEY = "calsync.crm_flow"
 API_LABEL = "Dataverse Web API v9.2"
+# Development only: the sandbox's Dynamics 365 emulator (`calsync sandbox`).
+SANDBOX_DYNAMICS = "sandbox-dynamics"
 
 AGAIN = 'Select "Sign in with Microsoft" to try again.'
 REFUSED = (
@@ -120,20 +128,43 @@ class _Dynamics:
     org_session: requests.Session  # SSRF-guarded: the address is the administrator's
     ca_file: str | None
     allow_local: bool
+    # The sandbox: msal must trust its emulator, and the browser goes to the plain-http
+    # address of the same consent page (it does not trust the emulator's certificate).
+    login_session: requests.Session | None = None
+    browser_authority: str | None = None
 
     def oauth(self) -> DynamicsOAuth:
-        return DynamicsOAuth(
+        return _BrowserAuthority(
             self.client_id,
             self.client_secret,
             self.org_url,
             authority_host=self.authority_host,
             # Microsoft's login host is fixed by the deployment, not typed by a user.
-            session=requests.Session(),
+            session=self.login_session or requests.Session(),
             allow_local=self.allow_local,
+            browser_authority=self.browser_authority,
         )
 
 
-def _dynamics(crm_url: str | None, config: Config) -> _Dynamics:
+class _BrowserAuthority(DynamicsOAuth):
+    """msal's authorize URL, sent to the browser at `browser_authority` when one is set."""
+
+    def __init__(self, *args: Any, browser_authority: str | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.browser_authority = browser_authority
+
+    def start_auth(
+        self, redirect_uri: str, state: str, *, login_hint: str | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        url, flow = super().start_auth(redirect_uri, state, login_hint=login_hint)
+        if self.browser_authority:
+            url = url.replace(self.authority_host, self.browser_authority, 1)
+        return url, flow
+
+
+def _dynamics(crm_type: str | None, crm_url: str | None, config: Config) -> _Dynamics:
+    if crm_type == SANDBOX_DYNAMICS:
+        return _sandbox_dynamics(config)
     if not config.microsoft_client_id or not config.microsoft_client_secret:
         raise NotAvailable(NOT_SET_UP)
     # Checked again: the deployment's rules may have changed since the admin saved it.
@@ -156,6 +187,32 @@ def _dynamics(crm_url: str | None, config: Config) -> _Dynamics:
     )
 
 
+def _sandbox_dynamics(config: Config) -> _Dynamics:
+    """Sandbox Dynamics 365 (development): the emulator `calsync sandbox` runs, with the
+    client it accepts; no Entra ID app is needed."""
+    if config.is_production:  # never reached (not a CRM choice in production)
+        raise NotAvailable(NOT_SET_UP)
+    info = running_sandbox()
+    if info is None or not info.get("dynamics_url"):
+        raise NotAvailable(SANDBOX_NOT_RUNNING)
+    # An address calsync wrote itself, on 127.0.0.1: the SSRF guard (which refuses it) does
+    # not apply, and no proxy of the environment must see it.
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = info["dynamics_ca_file"]
+    return _Dynamics(
+        client_id=info["client_id"],
+        client_secret=info["client_secret"],
+        authority_host=info["dynamics_url"],
+        org_url=info["dynamics_url"],
+        org_session=session,
+        ca_file=None,  # `connections._sandbox_dynamics` reads where the sandbox is now
+        allow_local=True,
+        login_session=session,
+        browser_authority=info["dynamics_consent_url"],
+    )
+
+
 def _organization_crm() -> tuple[str | None, str | None]:
     with db() as s:
         organization = s.get(Organization, me().organization_id)
@@ -164,7 +221,9 @@ def _organization_crm() -> tuple[str | None, str | None]:
 
 
 def signs_in_with_microsoft(crm_type: str | None) -> bool:
-    return crm_type in SIGN_IN_CRMS
+    # The sandbox's is a choice outside production only (`crm_types`).
+    sandbox = crm_type == SANDBOX_DYNAMICS and crm_type in crm_types()
+    return crm_type in SIGN_IN_CRMS or sandbox
 
 
 # -- routes --------------------------------------------------------------------------------
@@ -189,7 +248,7 @@ def start(body: dict[str, Any]) -> dict[str, str]:
         refuse(409, NOT_DYNAMICS.format(label=label))
     config = services().config
     try:
-        target = _dynamics(crm_url, config)
+        target = _dynamics(crm_type, crm_url, config)
         oauth = target.oauth()
         # Dataverse answers an anonymous call with a Bearer challenge: a wrong address is
         # said now, before the user goes through Microsoft's pages for nothing.
@@ -259,7 +318,7 @@ def finish(pending: dict[str, Any], reply: dict[str, str]) -> Response:
         return back(error=CHANGED)
     config = services().config
     try:
-        target = _dynamics(crm_url, config)
+        target = _dynamics(crm_type, crm_url, config)
         credentials, email = target.oauth().finish_auth(pending["flow"], reply)
         connection = DynamicsAdapter.connect(
             credentials,

@@ -33,12 +33,28 @@ CRM_TYPES = {
     "suitecrm": ("SuiteCRM", True),
     "dynamics": ("Microsoft Dynamics 365", True),
 }
-SANDBOX_CRM = {"sandbox": ("Sandbox CRM (development)", False)}
+SANDBOX_CRM = {
+    "sandbox": ("Sandbox CRM (development)", False),
+    "sandbox-dynamics": ("Sandbox Dynamics 365 (development)", False),
+}
+# Signing in needs the running sandbox (there is no password to fall back on), so it is
+# offered only while `calsync sandbox` runs; its label stays known for a stored choice.
+WHILE_SANDBOX_RUNS = frozenset({"sandbox-dynamics"})
 
 
 def crm_types() -> dict[str, tuple[str, bool]]:
     development = not services().config.is_production
     return {**CRM_TYPES, **(SANDBOX_CRM if development else {})}
+
+
+def crm_choices() -> dict[str, tuple[str, bool]]:
+    """The CRMs an administrator may choose now."""
+    from calsync.sandbox.demo import running_sandbox
+
+    choices = crm_types()
+    if running_sandbox(services().config) is None:
+        return {key: value for key, value in choices.items() if key not in WHILE_SANDBOX_RUNS}
+    return choices
 
 
 class CrmChoiceSchema(ma.Schema):
@@ -78,7 +94,7 @@ def organization_dict(organization: Organization) -> dict[str, Any]:
         "crm_url": organization.crm_base_url,
         "crm_choices": [
             {"type": key, "label": label, "needs_url": needs_url}
-            for key, (label, needs_url) in crm_types().items()
+            for key, (label, needs_url) in crm_choices().items()
         ],
     }
 
@@ -146,7 +162,7 @@ def _organization(session: Any) -> Organization:
 
 
 def _checked_crm(crm_type: str | None, crm_url: str | None) -> tuple[str | None, str | None]:
-    choices = crm_types()
+    choices = crm_choices()
     if crm_type is None:
         return None, None
     if crm_type not in choices:

@@ -1,11 +1,13 @@
-"""The development sandbox: "Sandbox Outlook" and "Sandbox CRM" without any cloud account.
+"""The development sandbox: "Sandbox Outlook", "Sandbox CRM" and "Sandbox Dynamics 365"
+without any cloud account.
 
-`calsync sandbox` (a child of `calsync up` in development) runs a Graph emulator over TLS
-and a SuiteCRM emulator, seeded with a few weeks of realistic meetings, and writes where
-they listen into ``instance/sandbox.json``. The web API reads that file, outside
-production only, to offer "Sandbox Outlook" among the calendar providers and to connect
-the organization's "Sandbox CRM". Production never reads it and refuses to start the
-service (`calsync sandbox` stops with one line).
+`calsync sandbox` (a child of `calsync up` in development) runs a Graph emulator over TLS,
+a SuiteCRM emulator and a Dynamics 365 emulator over TLS, seeded with a few weeks of
+realistic meetings, and writes where they listen into ``instance/sandbox.json``. The web
+API reads that file, outside production only, to offer "Sandbox Outlook" among the
+calendar providers and to connect the organization's "Sandbox CRM" or "Sandbox Dynamics
+365". Production never reads it and refuses to start the service (`calsync sandbox` stops
+with one line).
 
 What the newcomer finds (dates relative to the day the sandbox starts):
 
@@ -15,6 +17,10 @@ What the newcomer finds (dates relative to the day the sandbox starts):
   twice (a duplicate for "Run duplicate cleanup").
 - CRM: user "demo", password "demo"; contacts whose e-mails match the invitees; meetings
   only the CRM has (they travel to the calendar), one of them entered twice.
+- Dynamics 365: "Sign in with Microsoft" walks the emulator's "Permissions requested"
+  page (served over plain http, like Outlook's); whoever signs in becomes a system user
+  of the organization at that moment, owning the same CRM-only meetings (invitees are
+  the same contacts), so every developer finds a populated CRM under their own address.
 
 The emulators' data (mailboxes, meetings, tokens) is saved into
 ``instance/sandbox-state.pickle`` every half minute and at exit, and the ports are reused,
@@ -43,14 +49,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flask import request
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from .dynamics import MASK_REQUIRED, DynamicsEmulator
 from .graph import GraphEmulator, GraphMailbox
 from .server import _QuietHandler
 from .suitecrm import API_V4_1, SuiteCrmEmulator
 
 SANDBOX_FILE = "sandbox.json"
 CA_FILE = "sandbox-ca.pem"
+DYNAMICS_CA_FILE = "sandbox-dynamics-ca.pem"
 # The emulators' data, saved every half minute and at exit, so that a restarted
 # `make run` finds the mailboxes, meetings and tokens the stored connections know.
 STATE_FILE = "sandbox-state.pickle"
@@ -65,6 +74,18 @@ CRM_STATE = (
     "access_tokens",
     "refresh_tokens",
     "sessions",
+)
+# The Dynamics emulator is a Graph emulator (Microsoft sign-in) plus the Dataverse tables.
+DYNAMICS_STATE = (
+    *GRAPH_STATE,
+    "tables",
+    "parties",
+    "privileges",
+    "_seq",
+    "_tombstones",
+    "_min_token",
+    "_token_scopes",
+    "_consents",
 )
 CRM_USER = "demo"
 CRM_PASSWORD = "demo"
@@ -202,36 +223,89 @@ def calendar_events(today: dt.date) -> list[dict[str, Any]]:
     ]
 
 
+@dataclass(frozen=True)
+class CrmMeeting:
+    """A meeting only the CRM has; its start is UTC (both CRMs store UTC), Berlin office
+    hours give or take."""
+
+    name: str
+    day: int  # from this week's Monday
+    hour: int
+    minutes: int
+    contacts: tuple[int, ...]  # indexes into CONTACTS: the invitees
+    location: str = ""
+    description: str = ""
+
+    def start(self, today: dt.date) -> dt.datetime:
+        return dt.datetime.combine(_monday(today) + dt.timedelta(days=self.day), dt.time(self.hour))
+
+
+# Only in the CRM: they travel to the calendar ("Two way" or "One way (CRM to calendar)").
+CRM_MEETINGS = (
+    CrmMeeting("Quarterly review \u2013 Northwind", 7, 13, 60, (2,), location="Northwind HQ"),
+    CrmMeeting("Onboarding call \u2013 Adatum", 4, 14, 30, (5,), description="Entered in the CRM."),
+    CrmMeeting("Follow-up \u2013 Wingtip", -2, 15, 30, (7,)),
+    # Entered twice in the CRM: a duplicate on the CRM side.
+    CrmMeeting("Follow-up \u2013 Litware", 3, 13, 30, (4,)),
+    CrmMeeting("Follow-up \u2013 Litware", 3, 13, 30, (4,)),
+)
+
+
 def seed_crm(crm: SuiteCrmEmulator, today: dt.date) -> str:
     """The demo user, the contacts and the CRM's own meetings; returns the user's id."""
     user_id = crm.add_user(
         CRM_USER, CRM_PASSWORD, CRM_USER_EMAIL, first_name="Demo", last_name="User"
     )
     contact_ids = [crm.add_contact(email, first, last) for first, last, email in CONTACTS]
-    week = _monday(today)
-
-    def meeting(name: str, day: int, hour: int, minutes: int, *contacts: int, **extra: str) -> str:
-        # SuiteCRM stores UTC; these are Berlin office hours give or take.
-        start = dt.datetime.combine(week + dt.timedelta(days=day), dt.time(hour))
+    fmt = "%Y-%m-%d %H:%M:%S"
+    for meeting in CRM_MEETINGS:
+        start = meeting.start(today)
+        extra = {"location": meeting.location, "description": meeting.description}
         meeting_id = crm.add_meeting(
             user_id,
-            name=name,
-            date_start=start.strftime("%Y-%m-%d %H:%M:%S"),
-            date_end=(start + dt.timedelta(minutes=minutes)).strftime("%Y-%m-%d %H:%M:%S"),
-            **extra,
+            name=meeting.name,
+            date_start=start.strftime(fmt),
+            date_end=(start + dt.timedelta(minutes=meeting.minutes)).strftime(fmt),
+            **{key: value for key, value in extra.items() if value},
         )
-        for index in contacts:
+        for index in meeting.contacts:
             crm.relate(meeting_id, "Contacts", contact_ids[index])
-        return meeting_id
-
-    # Only in the CRM: they travel to the calendar ("Two way" or "One way (CRM to calendar)").
-    meeting("Quarterly review \u2013 Northwind", 7, 13, 60, 2, location="Northwind HQ")
-    meeting("Onboarding call \u2013 Adatum", 4, 14, 30, 5, description="Entered in the CRM.")
-    meeting("Follow-up \u2013 Wingtip", -2, 15, 30, 7)
-    # Entered twice in the CRM: a duplicate on the CRM side.
-    meeting("Follow-up \u2013 Litware", 3, 13, 30, 4)
-    meeting("Follow-up \u2013 Litware", 3, 13, 30, 4)
     return user_id
+
+
+def seed_dynamics(dynamics: DynamicsEmulator) -> list[str]:
+    """The organization's contacts (the invitees of the calendar's meetings); their ids."""
+    return [dynamics.add_contact(email, first, last) for first, last, email in CONTACTS]
+
+
+def seed_dynamics_user(dynamics: DynamicsEmulator, user_id: str, today: dt.date) -> list[str]:
+    """The CRM-only meetings, owned (organized) by system user `user_id`; their ids."""
+    by_email = {
+        row["emailaddress1"].lower(): contact_id
+        for contact_id, row in dynamics.tables["contacts"].items()
+    }
+    ids = []
+    for meeting in CRM_MEETINGS:
+        start = meeting.start(today).replace(tzinfo=dt.UTC)
+        extra = {"location": meeting.location, "description": meeting.description}
+        appointment_id = dynamics.add_appointment(
+            user_id,
+            meeting.name,
+            start,
+            start + dt.timedelta(minutes=meeting.minutes),
+            **{key: value for key, value in extra.items() if value},
+        )
+        with dynamics._dv_lock:
+            # Required attendees are activity parties (participationtypemask 5), each
+            # resolved to the contact with that e-mail, as the app saves them.
+            dynamics.parties[appointment_id] += [
+                dynamics._party(
+                    appointment_id, MASK_REQUIRED, "contact", by_email[CONTACTS[i][2]], None
+                )
+                for i in meeting.contacts
+            ]
+        ids.append(appointment_id)
+    return ids
 
 
 class DemoGraphEmulator(GraphEmulator):
@@ -248,6 +322,34 @@ class DemoGraphEmulator(GraphEmulator):
             if new:
                 self.bulk_insert(address, calendar_events(self.today))
         return mailbox
+
+
+class DemoDynamicsEmulator(DynamicsEmulator):
+    """A Dynamics 365 organization where whoever signs in is a system user already: their
+    user (with every activity privilege) and CRM-only meetings are made when their
+    browser first reaches the authorize endpoint, before the consent page."""
+
+    def __init__(self, *, today: dt.date | None = None, **kwargs: Any) -> None:
+        self.today = today or dt.date.today()
+        super().__init__(**kwargs)
+
+    def _authorize_gate(self) -> Any:
+        hint = request.args.get("login_hint")
+        if hint and request.args.get("client_id") and request.args.get("redirect_uri"):
+            self.provision(str(hint))
+        return super()._authorize_gate()
+
+    def provision(self, email: str) -> str:
+        """The system user of `email`, made (and given the demo meetings) if new."""
+        # The Dataverse lock first, then the mailboxes' (add_user): the order `save` takes.
+        with self._dv_lock:
+            try:
+                return self.user_id_for(email)
+            except KeyError:
+                pass
+            user_id = self.add_user(email.lower(), email.split("@")[0])
+            seed_dynamics_user(self, user_id, self.today)
+            return user_id
 
 
 # -- where the sandbox listens ------------------------------------------------------------------
@@ -305,7 +407,7 @@ def _previous_ports(path: Path) -> dict[str, int]:
 
 @dataclass
 class Sandbox:
-    """Both emulators, started, with the plain-http consent address for the browser."""
+    """The emulators, started, with the plain-http consent addresses for the browser."""
 
     graph: DemoGraphEmulator
     crm: SuiteCrmEmulator
@@ -313,15 +415,19 @@ class Sandbox:
     info: dict[str, Any]
     path: Path
     _thread: threading.Thread
+    dynamics: DemoDynamicsEmulator
+    dynamics_consent_server: BaseWSGIServer
+    _dynamics_thread: threading.Thread
     _stopped: bool = False
 
     def save(self) -> None:
-        """Write both emulators' data into ``instance/sandbox-state.pickle``."""
-        with self.graph._lock, self.crm._lock:
+        """Write the emulators' data into ``instance/sandbox-state.pickle``."""
+        with self.graph._lock, self.crm._lock, self.dynamics._dv_lock, self.dynamics._lock:
             blob = pickle.dumps(
                 {
                     "graph": {name: getattr(self.graph, name) for name in GRAPH_STATE},
                     "crm": {name: getattr(self.crm, name) for name in CRM_STATE},
+                    "dynamics": {name: getattr(self.dynamics, name) for name in DYNAMICS_STATE},
                 }
             )
         target = self.path.with_name(STATE_FILE)
@@ -340,11 +446,16 @@ class Sandbox:
             if current.get("pid") == os.getpid():
                 # Keep the ports for the next run; mark it stopped.
                 self.path.write_text(json.dumps({"ports": current.get("ports", {})}))
-        self.consent_server.shutdown()
-        self.consent_server.server_close()
-        self._thread.join(timeout=5)
+        for server, thread in (
+            (self.consent_server, self._thread),
+            (self.dynamics_consent_server, self._dynamics_thread),
+        ):
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
         self.graph.stop()
         self.crm.stop()
+        self.dynamics.stop()
 
 
 def _saved_state(path: Path) -> dict[str, Any] | None:
@@ -355,9 +466,25 @@ def _saved_state(path: Path) -> dict[str, Any] | None:
         return None
     try:
         usable = set(state["graph"]) == set(GRAPH_STATE) and set(state["crm"]) == set(CRM_STATE)
-    except (TypeError, KeyError):
+        # Saved before the sandbox had Dynamics 365: Outlook and the CRM carry on, the
+        # Dynamics organization starts from its seed.
+        if set(state.get("dynamics") or ()) != set(DYNAMICS_STATE):
+            state["dynamics"] = None
+    except (TypeError, KeyError, AttributeError):
         return None
     return state if usable else None
+
+
+def _plain_http(app: Callable[..., Any], port: int, name: str) -> tuple[BaseWSGIServer, Any]:
+    """`app` served over plain http too: browsers do not trust an emulator's certificate,
+    and the consent page is the only page the browser visits."""
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=_QuietHandler)
+    server.daemon_threads = True  # type: ignore[attr-defined]
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=name, daemon=True
+    )
+    thread.start()
+    return server, thread
 
 
 def start_sandbox(
@@ -371,6 +498,9 @@ def start_sandbox(
     day = today or dt.date.today()
     graph = DemoGraphEmulator(today=day, seed=8, tls=True, port=ports.get("graph", 0))
     crm = SuiteCrmEmulator(apis=(API_V4_1,), seed=8, port=ports.get("crm", 0))
+    dynamics = DemoDynamicsEmulator(
+        today=day, seed=8, tls=True, consent_prompt=True, port=ports.get("dynamics", 0)
+    )
     state = None if fresh else _saved_state(instance_dir / STATE_FILE)
     if state is not None:
         for name in GRAPH_STATE:
@@ -379,28 +509,23 @@ def start_sandbox(
             setattr(crm, name, state["crm"][name])
     else:
         seed_crm(crm, day)
+    if state is not None and state["dynamics"] is not None:
+        for name in DYNAMICS_STATE:
+            setattr(dynamics, name, state["dynamics"][name])
+    else:
+        seed_dynamics(dynamics)
     graph.start()
     crm.start()
-    # Browsers do not trust the emulator's certificate; the consent page (the only page
-    # the browser visits) is also served over plain http on a port of its own.
-    consent_server = make_server(
-        "127.0.0.1",
-        ports.get("consent", 0),
-        graph._wsgi,
-        threaded=True,
-        request_handler=_QuietHandler,
+    dynamics.start()
+    consent_server, thread = _plain_http(graph._wsgi, ports.get("consent", 0), "sandbox-consent")
+    dynamics_consent_server, dynamics_thread = _plain_http(
+        dynamics._wsgi, ports.get("dynamics_consent", 0), "sandbox-dynamics-consent"
     )
-    consent_server.daemon_threads = True  # type: ignore[attr-defined]
-    thread = threading.Thread(
-        target=consent_server.serve_forever,
-        kwargs={"poll_interval": 0.1},
-        name="sandbox-consent",
-        daemon=True,
-    )
-    thread.start()
-    assert graph.ca_file is not None
+    assert graph.ca_file is not None and dynamics.ca_file is not None
     ca_file = instance_dir / CA_FILE
     shutil.copyfile(graph.ca_file, ca_file)
+    dynamics_ca_file = instance_dir / DYNAMICS_CA_FILE
+    shutil.copyfile(dynamics.ca_file, dynamics_ca_file)
     consent_url = f"http://127.0.0.1:{consent_server.server_port}"
     info = {
         "pid": os.getpid(),
@@ -412,16 +537,31 @@ def start_sandbox(
         "crm_url": crm.url,
         "crm_user": CRM_USER,
         "crm_password": CRM_PASSWORD,
+        "dynamics_url": dynamics.url,
+        "dynamics_consent_url": f"http://127.0.0.1:{dynamics_consent_server.server_port}",
+        "dynamics_ca_file": str(dynamics_ca_file),
         "ports": {
             "graph": int(graph.url.rsplit(":", 1)[1]),
             "crm": int(crm.url.rsplit(":", 1)[1]),
             "consent": consent_server.server_port,
+            "dynamics": int(dynamics.url.rsplit(":", 1)[1]),
+            "dynamics_consent": dynamics_consent_server.server_port,
         },
     }
     tmp = path.with_name(f".{SANDBOX_FILE}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(info, indent=2))
     os.replace(tmp, path)
-    return Sandbox(graph, crm, consent_server, info, path, thread)
+    return Sandbox(
+        graph,
+        crm,
+        consent_server,
+        info,
+        path,
+        thread,
+        dynamics=dynamics,
+        dynamics_consent_server=dynamics_consent_server,
+        _dynamics_thread=dynamics_thread,
+    )
 
 
 def serve(instance_dir: Path, echo: Callable[[str], None] = print, *, fresh: bool = False) -> None:
@@ -438,10 +578,14 @@ def serve(instance_dir: Path, echo: Callable[[str], None] = print, *, fresh: boo
             f'  "Sandbox Outlook": {info["graph_url"]} (consent page {info["consent_url"]})\n'
             f'  "Sandbox CRM":     {info["crm_url"]}  user name "{CRM_USER}", '
             f'password "{CRM_PASSWORD}"\n'
+            f'  "Sandbox Dynamics 365": {info["dynamics_url"]}  "Sign in with Microsoft" as '
+            f"yourself (consent page {info['dynamics_consent_url']})\n"
             "  What the real services would have e-mailed, and the requests they got:\n"
             f"    {info['consent_url']}/_sandbox/invitations  "
             f"{info['consent_url']}/_sandbox/counters\n"
             f"    {info['crm_url']}/_sandbox/invitations  {info['crm_url']}/_sandbox/counters\n"
+            f"    {info['dynamics_consent_url']}/_sandbox/invitations  "
+            f"{info['dynamics_consent_url']}/_sandbox/counters\n"
             f"  Its data is kept in {instance_dir / STATE_FILE}: delete that file (or run "
             "`calsync sandbox --fresh`) to start from the seeded weeks again."
         )
