@@ -788,3 +788,132 @@ def test_graph_errors_are_also_the_calendars_package_errors():
     err = graph_module.ProviderTransientError("slow down", 3.0)
     assert isinstance(err, calendars.ProviderTransientError) and err.retry_after == 3.0
     assert graph_module.ProviderAuthError(AUTH_LOST).connection_status == "needs_reconnect"
+
+
+# -- series read in batches (issue #10) ------------------------------------------------------
+
+WIDE = Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 7, 1, tzinfo=UTC))
+
+
+def weekly_series(graph: GraphEmulator, address: str, subject: str, first: date) -> str:
+    return graph.put_event(
+        address,
+        {
+            "subject": subject,
+            "start": {"dateTime": f"{first.isoformat()}T09:00:00", "timeZone": "UTC"},
+            "end": {"dateTime": f"{first.isoformat()}T09:30:00", "timeZone": "UTC"},
+            "recurrence": {
+                "pattern": {
+                    "type": "weekly",
+                    "interval": 1,
+                    "daysOfWeek": [first.strftime("%A").lower()],
+                },
+                "range": {"type": "noEnd", "startDate": first.isoformat()},
+            },
+        },
+    )
+
+
+def test_a_listing_reads_25_series_reaching_back_before_the_window_in_four_batches(
+    graph, address, adapter
+):
+    # Begun before the window: masters and their instances are both read, 20 to a $batch.
+    ids = {weekly_series(graph, address, f"Series {i}", date(2025, 11, 3 + i)) for i in range(25)}
+    graph.counter.reset()
+    events, _, _, _ = list_all(adapter, None, WIDE)
+    assert set(events) == ids
+    assert all(ev.recurrence.rrule.startswith("FREQ=WEEKLY") for ev in events.values())
+    assert graph.counter.get("POST /v1.0/$batch") == 4  # 25 masters, then 25 instances
+    # Each series' master and instances were asked once, inside those batches.
+    assert graph.counter.get("GET /v1.0/me/events/<event_id>") == 25
+    assert graph.counter.get("GET /v1.0/me/events/<event_id>/instances") == 25
+
+
+def test_a_first_listing_reads_no_instances_of_a_series_inside_the_window(graph, address, adapter):
+    first = datetime(2026, 2, 2, 10, tzinfo=UTC)
+    made = adapter.create(
+        meeting(
+            start=first,
+            end=first + timedelta(hours=1),
+            recurrence=Recurrence(
+                "FREQ=DAILY;COUNT=8",
+                cancelled=(first + timedelta(days=2),),
+                moved=(
+                    MovedOccurrence(
+                        first + timedelta(days=4),
+                        first + timedelta(days=4, hours=3),
+                        first + timedelta(days=4, hours=4),
+                    ),
+                ),
+            ),
+        ),
+        link_id="link-inside",
+        notify=False,
+    )
+    graph.counter.reset()
+    events, _, cursor, _ = list_all(adapter, None)
+    # The full round's delta pages listed every occurrence: /instances adds nothing.
+    assert graph.counter.get("GET /v1.0/me/events/<event_id>/instances") == 0
+    assert events[made.calendar_id].recurrence == made.recurrence
+    assert events[made.calendar_id] == adapter.get(made.calendar_id)
+    # An incremental round sees only the changed occurrence, so it reads the instances.
+    graph.change_event(address, made.calendar_id, {"subject": "Daily (renamed)"})
+    graph.counter.reset()
+    events, _, _, _ = list_all(adapter, cursor)
+    assert graph.counter.get("GET /v1.0/me/events/<event_id>/instances") == 1
+    assert events[made.calendar_id].recurrence == made.recurrence
+
+
+def test_series_whose_instances_page_twice_are_still_read_whole(graph, address, adapter):
+    first = datetime(2025, 2, 1, 8, tzinfo=UTC)  # over 500 days of occurrences to the end
+    late = datetime(2026, 6, 20, 8, tzinfo=UTC)  # on the second page of 500
+    made = [
+        adapter.create(
+            meeting(
+                title=f"Stand-up {i}",
+                start=first + timedelta(hours=i),
+                end=first + timedelta(hours=i, minutes=15),
+                recurrence=Recurrence("FREQ=DAILY", cancelled=(late + timedelta(hours=i, days=i),)),
+            ),
+            link_id=f"link-paged-{i}",
+            notify=False,
+        )
+        for i in range(2)
+    ]
+    adapter._window = WIDE  # as a listing over WIDE would; get() reads the same range
+    wanted = {m.calendar_id: adapter.get(m.calendar_id).recurrence for m in made}
+    assert [len(r.cancelled) for r in wanted.values()] == [1, 1]
+    graph.counter.reset()
+    events, _, _, _ = list_all(adapter, None, WIDE)
+    assert {i: e.recurrence for i, e in events.items()} == wanted
+    assert graph.counter.get("GET /v1.0/me/events/<event_id>/instances") == 4  # 2 pages each
+    assert graph.counter.get("POST /v1.0/$batch") == 3  # masters, first pages, second pages
+
+
+def test_a_series_whose_read_is_refused_is_a_bad_item_and_the_others_are_listed(
+    graph, address, make_adapter, session
+):
+    ids = [weekly_series(graph, address, f"Series {i}", date(2025, 11, 3 + i)) for i in range(3)]
+    refused = ids[1]
+    real = session.request
+
+    def refuse_one(method: str, url: str, **kw: Any) -> requests.Response:
+        resp = real(method, url, **kw)
+        if not url.endswith("/$batch"):
+            return resp
+        sent = {r["id"]: r["url"] for r in kw["json"]["requests"]}
+        data = resp.json()
+        for sub in data["responses"]:
+            if f"/events/{refused}/instances" in sent[sub["id"]]:
+                sub.update(
+                    status=403,
+                    body={"error": {"code": "ErrorAccessDenied", "message": "Access is denied."}},
+                )
+        resp._content = json.dumps(data).encode()
+        return resp
+
+    session.request = refuse_one  # type: ignore[method-assign]
+    page = make_adapter().list_changes(None, WIDE)
+    assert page.next_cursor and {e.calendar_id for e in page.events} == {ids[0], ids[2]}
+    assert [b.item_id for b in page.bad] == [refused]
+    assert "occurrences cannot be read" in page.bad[0].reason

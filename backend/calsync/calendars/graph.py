@@ -11,10 +11,12 @@ blob for the job to store again when `credentials_changed` is true.
 Listing: the calendarView delta query over the sync window, page by page, to a deltaLink
 which is the cursor. calendarView returns occurrences and exceptions, never series masters
 (https://learn.microsoft.com/en-us/graph/delta-query-events), so occurrences are folded
-into their series: the master is read (GET /me/events/{seriesMasterId}) and its moved and
-cancelled occurrences come from /instances. Every `@removed` entry is read back before it
-is reported as a deletion, because calendarView delta also reports an event that merely
-left the window as removed, and the engine deletes a linked item's twin on a deletion.
+into their series on the round's last page: the masters are read 20 to a $batch, and their
+moved and cancelled occurrences come from /instances (batched the same way), or, in a full
+round, from the occurrences the round's own pages listed (`_round_series_events`). Every
+`@removed` entry is read back before it is reported as a deletion, because calendarView
+delta also reports an event that merely left the window as removed, and the engine deletes
+a linked item's twin on a deletion.
 
 Writes: every create carries `transactionId` = "calsync-" + our link id. Graph uses it to
 "avoid redundant POST operations in case of client retries"
@@ -48,12 +50,12 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, NamedTuple
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msal
@@ -804,6 +806,16 @@ class _BatchedWrite:
         return str(self.index)
 
 
+@dataclass(frozen=True)
+class _BatchedRead:
+    key: str  # its sub-request id in the $batch it goes in
+    request: dict[str, Any]  # a GET: method, url and headers of the $batch entry
+
+
+# What a batched read found for one URL: the body, None for 404, or the error it met.
+_ReadOutcome = dict[str, Any] | ProviderError | None
+
+
 def _write_chunks(writes: Sequence[_BatchedWrite]) -> Iterator[list[_BatchedWrite]]:
     """Up to MAX_BATCH writes a chunk, never two on one event: Graph runs a batch's
     sub-requests in parallel, so their order would be anyone's guess."""
@@ -882,7 +894,12 @@ class GraphCalendar:
         self._token_until = 0.0
         self._slots = _slots_for(self.graph_base, self.username or "?", max_concurrency)
         self._window: Window | None = None
-        self._round_masters: dict[str, Event | None] = {}
+        # The listing round in progress: whether it started without a cursor, each series
+        # met so far (its master, when a page carried it), and the occurrences and
+        # exceptions a full round's pages listed, by series.
+        self._round_full = False
+        self._round_series: dict[str, dict[str, Any] | None] = {}
+        self._round_occurrences: dict[str, dict[str, dict[str, Any]]] = {}
         self._link_index: dict[str, str] | None = None
 
     # -- credentials --
@@ -1077,6 +1094,132 @@ class GraphCalendar:
                     out[path] = self._json("GET", path)
         return out
 
+    def _relative(self, url: str) -> str:
+        """A URL as a $batch sub-request names it: relative to the version root.
+
+        @odata.nextLink is absolute (https://learn.microsoft.com/en-us/graph/paging), while
+        a sub-request's url is "the relative resource URL"
+        (https://learn.microsoft.com/en-us/graph/json-batching).
+        """
+        if not url.startswith("http"):
+            return url
+        parts = urlsplit(url)
+        root = urlsplit(self.graph_base).path.rstrip("/")
+        path = parts.path[len(root) :] if root and parts.path.startswith(root + "/") else parts.path
+        return path + (f"?{parts.query}" if parts.query else "")
+
+    def _read_many(self, urls: Mapping[str, str]) -> dict[str, _ReadOutcome]:
+        """GET each URL (by key) through $batch, 20 a call; one answer per key.
+
+        Each sub-request is answered on its own: 404 is None, and a refusal is that key's
+        ProviderError, so one unreadable item never sinks the others. Throttled and
+        passing server faults are sent again with `_request`'s bounds, and a refused
+        token is refreshed once
+        (https://learn.microsoft.com/en-us/graph/throttling#throttling-and-batching); past
+        those bounds, or with the sign-in lost, the listing as a whole fails, as a single
+        GET would.
+        """
+        out: dict[str, _ReadOutcome] = {}
+        pending = list(urls)
+        if len(pending) == 1:
+            # A batch of one costs a request more than the GET itself.
+            key = pending[0]
+            try:
+                out[key] = self._json("GET", urls[key])
+            except (ProviderAuthError, ProviderTransientError):
+                raise
+            except ProviderError as exc:
+                out[key] = exc
+            return out
+        attempt = 0
+        refreshed = False
+        while pending:
+            again: list[str] = []
+            waits: list[float | None] = []
+            unauthorised: list[str] = []
+            for start in range(0, len(pending), MAX_BATCH):
+                keys = pending[start : start + MAX_BATCH]
+                # The batch's own headers do not reach its sub-requests: each carries Prefer.
+                chunk = [
+                    _BatchedRead(
+                        str(i),
+                        {
+                            "method": "GET",
+                            "url": self._relative(urls[k]),
+                            "headers": {"Prefer": PREFER_READ},
+                        },
+                    )
+                    for i, k in enumerate(keys)
+                ]
+                answers = self._post_batch(chunk)
+                for read, key in zip(chunk, keys, strict=True):
+                    answer = answers.get(read.key)
+                    if answer is None:  # left unanswered: sent again
+                        again.append(key)
+                        waits.append(None)
+                        continue
+                    status, headers, body = answer
+                    if 200 <= status < 300:
+                        out[key] = body if isinstance(body, dict) else {}
+                    elif status == 404:
+                        out[key] = None
+                    elif status == 401:
+                        if refreshed:
+                            raise ProviderAuthError(AUTH_LOST)
+                        unauthorised.append(key)
+                    elif status in RETRYABLE:
+                        again.append(key)
+                        named = {str(k).lower(): str(v) for k, v in headers.items()}
+                        waits.append(_seconds(named.get("retry-after")))
+                    else:
+                        error = body.get("error") if isinstance(body, Mapping) else None
+                        error = error if isinstance(error, Mapping) else {}
+                        out[key] = _provider_error(
+                            status, str(error.get("code") or ""), str(error.get("message") or "")
+                        )
+            if unauthorised:
+                # As in _request: a token msal still thought valid was refused; refresh once.
+                refreshed = True
+                self._token(force=True)
+            if again:
+                attempt += 1
+                asked = [w for w in waits if w is not None]
+                retry_after = max(asked) if asked else None
+                if attempt > self.max_retries or (
+                    retry_after is not None and retry_after > self.max_retry_after
+                ):
+                    raise ProviderTransientError(
+                        "Microsoft Graph is throttling or unavailable after "
+                        f"{attempt} attempts. Sync will retry later.",
+                        retry_after,
+                    )
+                self._sleep(self._delay(attempt, retry_after))
+            pending = again + unauthorised
+        return out
+
+    def _read_pages(
+        self, urls: Mapping[str, str]
+    ) -> dict[str, list[dict[str, Any]] | ProviderError | None]:
+        """Every page of each collection URL, the pages of all of them read side by side
+        in $batch calls: each answer's @odata.nextLink goes into the next call."""
+        items: dict[str, list[dict[str, Any]]] = {key: [] for key in urls}
+        out: dict[str, list[dict[str, Any]] | ProviderError | None] = {}
+        pending = dict(urls)
+        while pending:
+            following: dict[str, str] = {}
+            for key, answer in self._read_many(pending).items():
+                if answer is None or isinstance(answer, ProviderError):
+                    out[key] = answer
+                    continue
+                items[key].extend(answer.get("value") or [])
+                link = answer.get("@odata.nextLink")
+                if link:
+                    following[key] = str(link)
+                else:
+                    out[key] = items[key]
+            pending = following
+        return out
+
     # -- reading --
 
     def discover_calendars(self) -> list[DiscoveredCalendar]:
@@ -1111,9 +1254,13 @@ class GraphCalendar:
         lo = max(first - timedelta(days=1), self._window.start - timedelta(days=366))
         return lo, max(self._window.end, lo + timedelta(days=1))
 
-    def _instances(self, master_id: str, lo: datetime, hi: datetime) -> list[dict[str, Any]]:
+    @staticmethod
+    def _instances_url(master_id: str, lo: datetime, hi: datetime) -> str:
         query = urlencode({"startDateTime": _iso_z(lo), "endDateTime": _iso_z(hi), "$top": 500})
-        url: str | None = f"/me/events/{_quote(master_id)}/instances?{query}"
+        return f"/me/events/{_quote(master_id)}/instances?{query}"
+
+    def _instances(self, master_id: str, lo: datetime, hi: datetime) -> list[dict[str, Any]]:
+        url: str | None = self._instances_url(master_id, lo, hi)
         items: list[dict[str, Any]] = []
         while url:
             data = self._json("GET", url) or {}
@@ -1179,8 +1326,14 @@ class GraphCalendar:
             extra=notes,
         )
 
-    def _series_event(self, master: Mapping[str, Any]) -> Event:
-        """A series master with its moved and cancelled occurrences (within the window)."""
+    def _series_event(
+        self, master: Mapping[str, Any], instances: Sequence[Mapping[str, Any]] | None = None
+    ) -> Event:
+        """A series master with its moved and cancelled occurrences (within the window).
+
+        `instances` are the series' occurrences and exceptions over `_series_window` when
+        already read; otherwise they are read here.
+        """
         base = self._to_event(master)
         rule = rrule_from_graph(master["recurrence"])
         # The rule text we wrote, if Outlook still holds that rule: RRULE parts can be
@@ -1210,7 +1363,9 @@ class GraphCalendar:
         expected = {occ.key for occ in expand(plain, lo, hi)}
         present: set[str] = set()
         moved: list[MovedOccurrence] = []
-        for inst in self._instances(str(master["id"]), lo, hi):
+        if instances is None:
+            instances = self._instances(str(master["id"]), lo, hi)
+        for inst in instances:
             original = _parse_instant(inst.get("originalStart"))
             if original is None:
                 continue
@@ -1250,21 +1405,70 @@ class GraphCalendar:
             return None
         return self._event_from_item(item)
 
-    def _masters(self, ids: Iterable[str], bad: list[BadItem]) -> dict[str, Event | None]:
-        """The series of these master ids, read once per listing round (batched)."""
-        ids = list(dict.fromkeys(ids))
-        wanted = [i for i in ids if i not in self._round_masters]
-        items = self._batch_get([_event_path(i) for i in wanted])
-        for master_id in wanted:
-            item = items.get(_event_path(master_id))
+    def _round_series_events(self, bad: list[BadItem]) -> dict[str, Event]:
+        """The series met in this round, each with its moved and cancelled occurrences.
+
+        Masters no page carried are read 20 to a $batch, then the instances of every series
+        (https://learn.microsoft.com/en-us/graph/api/event-list-instances) the same way,
+        each one's pages followed to its last. A series that cannot be read is a BadItem;
+        one deleted meanwhile is left out (its removal comes in the next round).
+
+        A full round needs no /instances read for a series whose instance range
+        (`_series_window`) lies inside the sync window: "the initial call is a full
+        synchronization" that returns every occurrence and exception of the calendarView
+        range (https://learn.microsoft.com/en-us/graph/api/event-delta,
+        https://learn.microsoft.com/en-us/graph/delta-query-events), so this round's pages
+        already hold exactly what /instances would return there. An incremental round only
+        carries the occurrences that changed, which cannot tell which others were cancelled
+        or moved before, and a series reaching back before the window has occurrences no
+        page carries: those are read.
+        """
+        wanted = {i: _event_path(i) for i, body in self._round_series.items() if body is None}
+        read = self._read_many(wanted) if wanted else {}
+        masters: dict[str, Mapping[str, Any]] = {}
+        for master_id, body in self._round_series.items():
+            answer = body if body is not None else read.get(master_id)
+            if isinstance(answer, ProviderError):
+                bad.append(BadItem(master_id, f"the Outlook series cannot be read ({answer})"))
+            elif answer and answer.get("recurrence"):
+                masters[master_id] = answer
+        listed: dict[str, list[dict[str, Any]]] = {}
+        to_read: dict[str, str] = {}
+        window = self._window
+        for master_id, master in masters.items():
             try:
-                self._round_masters[master_id] = (
-                    self._series_event(item) if item and item.get("recurrence") else None
-                )
+                lo, hi = self._series_window(master)
             except (KeyError, ValueError, TypeError) as exc:
-                self._round_masters[master_id] = None
                 bad.append(BadItem(master_id, f"the Outlook series cannot be read ({exc})"))
-        return {i: self._round_masters.get(i) for i in ids}
+                continue
+            if self._round_full and window is not None and window.start <= lo and hi <= window.end:
+                # hi is then the window's end, as for the delta; an exception moved to before
+                # lo is in the window but not in the range /instances would have been asked.
+                listed[master_id] = [
+                    occ
+                    for occ in self._round_occurrences.get(master_id, {}).values()
+                    if _graph_time(occ["end"]) > lo
+                ]
+            else:
+                to_read[master_id] = self._instances_url(master_id, lo, hi)
+        pages = self._read_pages(to_read) if to_read else {}
+        out: dict[str, Event] = {}
+        for master_id, master in masters.items():
+            instances = listed[master_id] if master_id in listed else pages.get(master_id)
+            if isinstance(instances, ProviderError):
+                bad.append(
+                    BadItem(
+                        master_id, f"the Outlook series' occurrences cannot be read ({instances})"
+                    )
+                )
+                continue
+            if instances is None:
+                continue
+            try:
+                out[master_id] = self._series_event(master, instances)
+            except (KeyError, ValueError, TypeError) as exc:
+                bad.append(BadItem(master_id, f"the Outlook series cannot be read ({exc})"))
+        return out
 
     def _delta_start(self, window: Window) -> str:
         query = urlencode(
@@ -1284,12 +1488,11 @@ class GraphCalendar:
         self._window = window
         if page_token is not None:
             url = page_token
-        elif cursor:
-            url = self._cursor_url(cursor, window)
-            self._round_masters = {}
         else:
-            url = self._delta_start(window)
-            self._round_masters = {}
+            url = self._cursor_url(cursor, window) if cursor else self._delta_start(window)
+            self._round_full = not cursor
+            self._round_series = {}
+            self._round_occurrences = {}
         headers = {"Prefer": f"{PREFER_READ}, odata.maxpagesize={self.page_size}"}
         resp = self._request("GET", url, headers=headers)
         if resp.status_code == 410 or (
@@ -1305,15 +1508,18 @@ class GraphCalendar:
         deleted: list[str] = []
         bad: list[BadItem] = []
         removed: list[str] = []
-        series_ids: list[str] = []
 
-        def take(item: Mapping[str, Any]) -> None:
+        def take(item: Mapping[str, Any], listed: bool) -> None:
+            # Series are reported on the round's last page, once all its pages are seen.
             item_id = str(item.get("id") or "")
             try:
                 if item.get("type") in ("occurrence", "exception"):
-                    series_ids.append(str(item["seriesMasterId"]))
+                    master_id = str(item["seriesMasterId"])
+                    self._round_series.setdefault(master_id, None)
+                    if listed and self._round_full:
+                        self._round_occurrences.setdefault(master_id, {})[item_id] = _slim(item)
                 elif item.get("type") == "seriesMaster":
-                    events[item_id] = self._series_event(item)
+                    self._round_series[item_id] = dict(item)
                 else:
                     events[item_id] = self._to_event(item)
             except (KeyError, ValueError, TypeError) as exc:
@@ -1323,7 +1529,7 @@ class GraphCalendar:
             if "@removed" in item:
                 removed.append(str(item.get("id") or ""))
             else:
-                take(item)
+                take(item, listed=True)
         # A removal can be a deletion or an event that left the window (moved, or a series
         # shortened): read each back, and report what still exists as a change.
         if removed:
@@ -1333,16 +1539,14 @@ class GraphCalendar:
                 if item is None:
                     deleted.append(item_id)
                 else:
-                    take(item)
-        for master_id, master in self._masters(series_ids, bad).items():
-            if master is not None:
-                events[master_id] = master
+                    take(item, listed=False)
         next_link = data.get("@odata.nextLink")
         delta_link = data.get("@odata.deltaLink")
         next_cursor = None
         if not next_link:
             if not delta_link:
                 raise ProviderError("Microsoft Graph ended a delta page without a link.")
+            events.update(self._round_series_events(bad))
             next_cursor = (
                 f"graph1 {_iso_z(self._cursor_window(cursor, window)[0])} "
                 f"{_iso_z(self._cursor_window(cursor, window)[1])} {delta_link}"
@@ -1713,7 +1917,7 @@ class GraphCalendar:
             pending = again + unauthorised
 
     def _post_batch(
-        self, chunk: Sequence[_BatchedWrite]
+        self, chunk: Sequence[_BatchedWrite] | Sequence[_BatchedRead]
     ) -> dict[str, tuple[int, Mapping[str, Any], Any]]:
         """One $batch call: each sub-request's (status, headers, body), by id."""
         payload = {"requests": [{"id": w.key, **w.request} for w in chunk]}
@@ -1830,6 +2034,14 @@ class GraphCalendar:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _slim(item: Mapping[str, Any]) -> dict[str, Any]:
+    """What `_series_event` reads of a listed instance: an exception whole (it becomes a
+    moved occurrence), an occurrence only its original and shown times."""
+    if item.get("type") == "exception":
+        return dict(item)
+    return {k: item[k] for k in ("type", "originalStart", "start", "end") if k in item}
 
 
 def _split_attendee_block(text: str) -> tuple[str, tuple[str, ...]]:
