@@ -58,6 +58,28 @@ class Proc:
             return ""
 
 
+def cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU time (user + system) so far of `pid` and each of its descendants (Linux /proc).
+
+    A server's CPU per request does not depend on what else shares the machine, unlike its
+    latency, so a scenario reports both.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    pids, seen = [pid], {}
+    while pids:
+        current = pids.pop()
+        try:
+            with open(f"/proc/{current}/stat") as fh:
+                # After the command name (which may hold spaces): utime and stime, fields 14, 15.
+                fields = fh.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{current}/task/{current}/children") as fh:
+                pids += [int(child) for child in fh.read().split()]
+        except OSError:  # it exited meanwhile
+            continue
+        seen[current] = (int(fields[11]) + int(fields[12])) / tick
+    return seen
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

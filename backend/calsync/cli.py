@@ -159,6 +159,8 @@ def web(host: str | None, port: int | None, workers: int | None) -> None:
         "-m",
         "gunicorn",
         "calsync.wsgi:app",
+        "--config",
+        "python:calsync.gunicorn_config",
         "--bind",
         bind,
         "--workers",

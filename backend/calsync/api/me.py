@@ -18,8 +18,8 @@ from calsync.api.schemas import (
     UserSchema,
     user_dict,
 )
-from calsync.models import User
-from calsync.profiles import effective_profile, stored_settings
+from calsync.models import SyncProfile, User
+from calsync.profiles import effective_profile, stored_settings, user_with_effective_profile
 
 blp = Blueprint("me", __name__, url_prefix="/api/me", description="The signed-in user.")
 
@@ -36,9 +36,11 @@ class MeSchema(UserSchema):
     )
 
 
-def me_dict(session: Session, user: User) -> dict[str, Any]:
+def me_dict(session: Session, user: User, profile: SyncProfile | None = None) -> dict[str, Any]:
+    """``profile``: the user's effective one when the caller already loaded it."""
     organization = user.organization
-    profile = effective_profile(session, user)
+    if profile is None:
+        profile = effective_profile(session, user)
     return {
         **user_dict(user),
         "organization": {
@@ -65,6 +67,7 @@ class Me(MethodView):
     def get(self) -> dict[str, Any]:
         """Who I am, my organization, my admin flag and the sync settings that apply to me."""
         with db() as session:
-            user = session.get(User, me().id)
-            assert user is not None  # the loader just found it
-            return me_dict(session, user)
+            found = user_with_effective_profile(session, me().id)
+            assert found is not None  # the loader just found it
+            user, profile = found
+            return me_dict(session, user, profile)
