@@ -191,6 +191,8 @@ class FlakySide(MemorySide):
     # (after the retries have looked for it by link id and written it again).
     late_rate: float = 0.0
     late: list[tuple[Event, str]] = field(default_factory=list)
+    # Updates whose answer was lost and that land later, over whatever is there then.
+    late_updates: list[tuple[str, Event]] = field(default_factory=list)
     # Which late creates may still land (default: all).
     landable: Any = None
 
@@ -199,6 +201,10 @@ class FlakySide(MemorySide):
         for event, link_id in pending:
             if self.landable is None or self.landable(link_id):
                 MemorySide.create(self, event, link_id=link_id, notify=False)
+        updates, self.late_updates = self.late_updates, []
+        for item_id, event in updates:
+            if item_id in self.items:
+                MemorySide.update(self, item_id, event, notify=False)
 
     def _maybe_fail(self, stage: str) -> None:
         roll = self.rng.random()
@@ -217,6 +223,9 @@ class FlakySide(MemorySide):
         return out
 
     def update(self, item_id: str, event: Event, *, notify: bool) -> Event:
+        if self.late_rate and self.rng.random() < self.late_rate:
+            self.late_updates.append((item_id, event))
+            raise InjectedFault("answer lost; the update lands later")
         self._maybe_fail("before update")
         out = super().update(item_id, event, notify=notify)
         self._maybe_fail("after update")
