@@ -72,3 +72,13 @@ def test_only_the_window_is_expanded_and_runaway_rules_are_capped() -> None:
 def test_unreadable_rule_is_a_problem_not_a_crash() -> None:
     assert "recurrence rule" in (problem(berlin_series("FREQ=NEVER")) or "")
     assert problem(berlin_series("FREQ=WEEKLY;COUNT=2")) is None
+
+
+def test_a_rule_that_never_occurs_is_unreadable_whoever_provides_it() -> None:
+    # dateutil would search every year up to 9999 for February 30 before giving up.
+    never = berlin_series("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30")
+    assert problem(never) == ("the recurrence rule cannot be read (February never has day 30)")
+    assert problem(berlin_series("FREQ=WEEKLY;BYDAY=XX")) == (
+        "the recurrence rule cannot be read (BYDAY=XX is not a weekday)"
+    )
+    assert problem(berlin_series("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29")) is None  # leap years

@@ -35,7 +35,6 @@ import json
 import logging
 import re
 import zlib
-from calendar import month_name
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -71,7 +70,7 @@ from calsync.sync.model import (
     When,
     problem,
 )
-from calsync.sync.recurrence import overlaps_window, rule_problem
+from calsync.sync.recurrence import overlaps_window, rule_defect, rule_problem
 
 log = logging.getLogger(__name__)
 
@@ -952,105 +951,6 @@ def _occurs_in(event: Event, window: Window) -> bool:
         return overlaps_window(event, window.start, window.end)
     except (ValueError, TypeError, OverflowError):
         return True  # kept: the engine expands it again and records why it cannot
-
-
-# RFC 5545 3.3.10: the rule parts, and the range of each numeric one as (low, high, signed).
-_FREQUENCIES = {"SECONDLY", "MINUTELY", "HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY"}
-_NUMERIC_PARTS = {
-    "BYSECOND": (0, 60, False),
-    "BYMINUTE": (0, 59, False),
-    "BYHOUR": (0, 23, False),
-    "BYMONTHDAY": (1, 31, True),
-    "BYYEARDAY": (1, 366, True),
-    "BYWEEKNO": (1, 53, True),
-    "BYMONTH": (1, 12, False),
-    "BYSETPOS": (1, 366, True),
-}
-_RULE_PARTS = {"FREQ", "UNTIL", "COUNT", "INTERVAL", "BYDAY", "WKST", *_NUMERIC_PARTS}
-_WEEKDAYS = {"MO", "TU", "WE", "TH", "FR", "SA", "SU"}
-_BYDAY = re.compile(r"^[+-]?(\d{1,2})?([A-Z]{2})$")
-_UNTIL_VALUE = re.compile(r"^(\d{8})(?:T(\d{6})(Z?))?$")
-# The most days each month can have (February in a leap year).
-_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
-
-def rule_defect(rrule: str, start: When | None) -> str | None:
-    """Why a recurrence rule has no occurrence anyone can compute, or None.
-
-    dateutil and servers are lenient where RFC 5545 is not, and fail slowly or silently:
-    dateutil takes BYMONTH=13 or February 30 and then searches every year up to 9999 for
-    an occurrence (seconds per event, for none); Radicale stores such a series and leaves
-    it out of every time-range query. A rule is checked against the RFC here instead.
-    """
-    parts: dict[str, str] = {}
-    for piece in rrule.strip().removeprefix("RRULE:").split(";"):
-        name, sep, value = piece.partition("=")
-        name = name.strip().upper()
-        if not sep or not name or not value:
-            return f"{piece!r} is not a rule part"
-        if name not in _RULE_PARTS:
-            return f"calsync does not know the {name} part"
-        if name in parts:
-            return f"it names {name} twice"
-        parts[name] = value.strip().upper()
-    freq = parts.get("FREQ")
-    if freq is None:
-        return "it has no FREQ"
-    if freq not in _FREQUENCIES:
-        return f"FREQ={freq} is not a frequency"
-    for name in ("INTERVAL", "COUNT"):
-        if name in parts and not (parts[name].isdigit() and int(parts[name]) >= 1):
-            return f"{name}={parts[name]} is not a whole number of at least 1"
-    numbers: dict[str, list[int]] = {}
-    for name, (low, high, signed) in _NUMERIC_PARTS.items():
-        if name not in parts:
-            continue
-        values = []
-        for item in parts[name].split(","):
-            try:
-                number = int(item)
-            except ValueError:
-                return f"{name}={item} is not a number"
-            if not (low <= number <= high or (signed and -high <= number <= -low)):
-                span = f"{low} and {high}" + (f" or -{high} and -{low}" if signed else "")
-                return f"{name}={number} is not between {span}"
-            values.append(number)
-        numbers[name] = values
-    for day in parts.get("BYDAY", "").split(",") if "BYDAY" in parts else ():
-        match = _BYDAY.match(day)
-        if not match or match.group(2) not in _WEEKDAYS or match.group(1) in ("0", "00"):
-            return f"BYDAY={day} is not a weekday"
-        if match.group(1) and int(match.group(1)) > 53:
-            return f"BYDAY={day} is not a weekday of a month or year"
-    if "WKST" in parts and parts["WKST"] not in _WEEKDAYS:
-        return f"WKST={parts['WKST']} is not a weekday"
-    months, days = numbers.get("BYMONTH"), numbers.get("BYMONTHDAY")
-    if months and days and not any(abs(d) <= _MONTH_DAYS[m - 1] for m in months for d in days):
-        named = ", ".join(month_name[m] for m in sorted(set(months)))
-        return f"{named} never {'has' if len(months) == 1 else 'have'} day {days[0]}"
-    if "UNTIL" in parts:
-        return _until_defect(parts["UNTIL"], start)
-    return None
-
-
-def _until_defect(value: str, start: When | None) -> str | None:
-    match = _UNTIL_VALUE.match(value)
-    if not match:
-        return f"UNTIL={value} is not a date"
-    try:
-        day = datetime.strptime(match.group(1), "%Y%m%d").date()
-        clock = datetime.strptime(match.group(2) or "235959", "%H%M%S").time()
-    except ValueError:
-        return f"UNTIL={value} is not a date"
-    if start is None:
-        return None
-    if isinstance(start, datetime) and match.group(3):
-        ends_before = datetime.combine(day, clock, UTC) < start
-    else:
-        # A date or local time: a day of slack covers any zone's offset.
-        start_day = start.date() if isinstance(start, datetime) else start
-        ends_before = day < start_day - timedelta(days=1)
-    return f"it ends (UNTIL={value}) before it starts" if ends_before else None
 
 
 def _vevent_to_event(master: Any, overrides: list[Any], notes: dict[str, str]) -> Event:
