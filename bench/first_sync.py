@@ -20,7 +20,7 @@ from bench.common import SETTINGS, Counted, LimitWatch, PeakRss, World, counting
 from calsync.store import SqlSyncStore
 from calsync.sync import run_sync
 
-SIZES = (500, 1000, 2000)
+SIZES = (500, 1000, 2000, 10_000)
 QUICK_SIZES = (100, 200)
 
 
