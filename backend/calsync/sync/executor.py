@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -123,15 +124,8 @@ def run_sync(
     try:
         for done, side in enumerate(SIDES):
             report("listing", done, len(SIDES))
-            try:
+            with _reading(side, result):
                 listings[side] = _list_side(adapters[side], side, store.get_cursor(side), window)
-            except Exception as exc:
-                raise ListingFailed(
-                    f"The {side} could not be read, so nothing was changed: {exc}",
-                    side,
-                    exc,
-                    result=result,
-                ) from exc
             result.full_listing[side] = listings[side].full
             if not caps[side].lists_deletions:
                 _confirm_reported_deletions(adapters[side], side, listings[side], result)
@@ -162,11 +156,8 @@ def run_sync(
     }
     context: dict[Side, dict[str, Event]] = {"calendar": {}, "crm": {}}
     for side, item_id in sorted(reads_needed(links, changes["calendar"], changes["crm"], settings)):
-        try:
+        with _reading(side, result):
             found = adapters[side].get(item_id)
-        except Exception as exc:
-            result.aborted = f"The {side} could not be read, so nothing was changed: {exc}"
-            raise ListingFailed(result.aborted, side, exc, result=result) from exc
         if found is not None:
             context[side][item_id] = found
     changes = {side: replace(changes[side], context=context[side]) for side in SIDES}
@@ -241,26 +232,37 @@ def check_caps(plan: Plan, link_count: int, *, allow_deletes: bool = False) -> N
         )
 
 
+@contextmanager
+def _reading(side: Side, result: RunResult) -> Iterator[None]:
+    """Any failure to read a side stops the run before anything is written."""
+    try:
+        yield
+    except Exception as exc:
+        result.aborted = f"The {side} could not be read, so nothing was changed: {exc}"
+        raise ListingFailed(result.aborted, side, exc, result=result) from exc
+
+
+def _read_back(
+    adapter: SideAdapter, side: Side, item_ids: list[str], listing: _Listing, result: RunResult
+) -> None:
+    """Read each item as it is now: an absence counts as a deletion."""
+    for item_id in item_ids:
+        with _reading(side, result):
+            found = adapter.get(item_id)
+        if found is None:
+            listing.deleted.add(item_id)
+        else:
+            listing.deleted.discard(item_id)
+            listing.events[item_id] = found
+
+
 def _confirm_reported_deletions(
     adapter: SideAdapter, side: Side, listing: _Listing, result: RunResult
 ) -> None:
     """A side that cannot list deletions is not trusted when it reports one anyway (an item
     that merely left its query, say): each is read back, and only an absence counts."""
-    if listing.full:
-        return
-    for item_id in sorted(listing.deleted):
-        try:
-            found = adapter.get(item_id)
-        except Exception as exc:
-            raise ListingFailed(
-                f"The {side} could not be read, so nothing was changed: {exc}",
-                side,
-                exc,
-                result=result,
-            ) from exc
-        if found is not None:
-            listing.deleted.discard(item_id)
-            listing.events[item_id] = found
+    if not listing.full:
+        _read_back(adapter, side, sorted(listing.deleted), listing, result)
 
 
 def _recheck_unconfirmed(
@@ -276,22 +278,12 @@ def _recheck_unconfirmed(
     if listing.full:
         return
     linked = {lk.id_on(side) for lk in links}
-    for item_id in sorted(store.recheck(side)):
-        if item_id not in linked or item_id in listing.events or item_id in listing.deleted:
-            continue
-        try:
-            found = adapter.get(item_id)
-        except Exception as exc:
-            raise ListingFailed(
-                f"The {side} could not be read, so nothing was changed: {exc}",
-                side,
-                exc,
-                result=result,
-            ) from exc
-        if found is None:
-            listing.deleted.add(item_id)
-        else:
-            listing.events[item_id] = found
+    left_out = [
+        item_id
+        for item_id in sorted(store.recheck(side))
+        if item_id in linked and item_id not in listing.events and item_id not in listing.deleted
+    ]
+    _read_back(adapter, side, left_out, listing, result)
 
 
 def _guard_empty(side: Side, listing: _Listing, links: list[Link], result: RunResult) -> None:
@@ -323,15 +315,8 @@ def _resolve_pending(
         side = link.pending
         if side is None or link.id_on(side) is not None or link.abandoned_at is not None:
             continue  # (a given-up create that lands is the planner's stray, not adopted)
-        try:
+        with _reading(side, result):
             found = listed[side].get(link.link_id) or adapters[side].find_by_link_id(link.link_id)
-        except Exception as exc:
-            raise ListingFailed(
-                f"The {side} could not be read, so nothing was changed: {exc}",
-                side,
-                exc,
-                result=result,
-            ) from exc
         if found is not None:
             store.save_link(
                 # Version left unknown: the content hash tells our write from a later edit.
@@ -360,15 +345,8 @@ def _reconcile_full_listing(
     for item_id in linked:
         if item_id is None or item_id in listing.events:
             continue
-        try:
+        with _reading(side, result):
             found = adapter.get(item_id)
-        except Exception as exc:
-            raise ListingFailed(
-                f"The {side} could not be read, so nothing was changed: {exc}",
-                side,
-                exc,
-                result=result,
-            ) from exc
         if found is None:
             missing.append(item_id)
         else:
