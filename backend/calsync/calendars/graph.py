@@ -61,6 +61,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msal
 import requests
 
+from calsync.microsoft_token import AccountToken
 from calsync.provider_errors import (
     ProviderAuthError,
     ProviderConfigError,
@@ -889,9 +890,7 @@ class GraphCalendar:
         # created, and a constructor must not fail on the network.
         self._app_args = (client_id, client_secret, self.account_type, authority_host)
         self._msal: Any = None
-        self._token_lock = threading.Lock()
-        self._access_token: str | None = None
-        self._token_until = 0.0
+        self._tokens = AccountToken(lambda: self._app, SCOPES, self._home_account_id, AUTH_LOST)
         self._slots = _slots_for(self.graph_base, self.username or "?", max_concurrency)
         self._window: Window | None = None
         # The listing round in progress: whether it started without a cursor, each series
@@ -926,47 +925,8 @@ class GraphCalendar:
             )
         return self._msal
 
-    def _account(self) -> dict[str, Any]:
-        accounts = self._app.get_accounts()
-        for account in accounts:
-            if not self._home_account_id or account["home_account_id"] == self._home_account_id:
-                return account
-        raise ProviderAuthError(AUTH_LOST)
-
     def _token(self, *, force: bool = False) -> str:
-        with self._token_lock:
-            # msal would answer from its cache too; keeping the token here just saves the
-            # cache look-up on every request. A 401 forces a refresh regardless.
-            if self._access_token and not force and time.monotonic() < self._token_until:
-                return self._access_token
-            try:
-                result = self._app.acquire_token_silent_with_error(
-                    SCOPES, account=self._account(), force_refresh=force
-                )
-            except requests.RequestException as exc:
-                raise ProviderTransientError(
-                    f"Microsoft sign-in could not be reached ({exc}). Sync will retry."
-                ) from exc
-            if not result:
-                raise ProviderAuthError(AUTH_LOST)
-            if "error" in result:
-                # invalid_grant: revoked, expired, password changed; interaction_required:
-                # consent withdrawn or MFA needed. Both need the user; never retried.
-                if result["error"] in (
-                    "invalid_grant",
-                    "interaction_required",
-                    "invalid_client",
-                    "unauthorized_client",
-                ):
-                    raise ProviderAuthError(AUTH_LOST)
-                raise ProviderTransientError(
-                    "Microsoft sign-in failed for now "
-                    f"({result.get('error_description') or result['error']}). Sync will retry."
-                )
-            self._access_token = str(result["access_token"])
-            lifetime = float(result.get("expires_in") or 0)
-            self._token_until = time.monotonic() + max(0.0, lifetime - 300)
-            return self._access_token
+        return self._tokens.get(force=force)
 
     # -- HTTP --
 

@@ -53,7 +53,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -66,6 +65,7 @@ from urllib.parse import urlsplit
 import msal
 import requests
 
+from calsync.microsoft_token import AccountToken
 from calsync.provider_errors import (
     ProviderAuthError,
     ProviderConfigError,
@@ -478,9 +478,12 @@ class DynamicsAdapter:
         # created, and a constructor must not fail on the network.
         self._app_args = (client_id, client_secret, authority_host)
         self._msal: Any = None
-        self._token_lock = threading.Lock()
-        self._access_token: str | None = None
-        self._token_until = 0.0
+        self._tokens = AccountToken(
+            lambda: self._app,
+            _scopes(self.org_url),
+            self._blob.get("home_account_id"),
+            AUTH_LOST,
+        )
         self._tracking: bool | None = None  # unknown until the first full listing
         self._people: dict[str, tuple[str, str] | None] = {}  # email -> (kind, id) | None
         self._emails: dict[tuple[str, str], str] = {}  # (kind, id) -> email
@@ -515,45 +518,8 @@ class DynamicsAdapter:
             )
         return self._msal
 
-    def _account(self) -> dict[str, Any]:
-        home = self._blob.get("home_account_id")
-        for account in self._app.get_accounts():
-            if not home or account["home_account_id"] == home:
-                return account
-        raise ProviderAuthError(AUTH_LOST)
-
     def _token(self, *, force: bool = False) -> str:
-        with self._token_lock:
-            if self._access_token and not force and time.monotonic() < self._token_until:
-                return self._access_token
-            try:
-                result = self._app.acquire_token_silent_with_error(
-                    _scopes(self.org_url), account=self._account(), force_refresh=force
-                )
-            except requests.RequestException as exc:
-                raise ProviderTransientError(
-                    f"Microsoft sign-in could not be reached ({exc}). Sync will retry."
-                ) from exc
-            if not result:
-                raise ProviderAuthError(AUTH_LOST)
-            if "error" in result:
-                # invalid_grant: revoked, expired, password changed; interaction_required:
-                # consent withdrawn or MFA needed. Both need the user; never retried.
-                if result["error"] in (
-                    "invalid_grant",
-                    "interaction_required",
-                    "invalid_client",
-                    "unauthorized_client",
-                ):
-                    raise ProviderAuthError(AUTH_LOST)
-                raise ProviderTransientError(
-                    "Microsoft sign-in failed for now "
-                    f"({result.get('error_description') or result['error']}). Sync will retry."
-                )
-            self._access_token = str(result["access_token"])
-            lifetime = float(result.get("expires_in") or 0)
-            self._token_until = time.monotonic() + max(0.0, lifetime - 300)
-            return self._access_token
+        return self._tokens.get(force=force)
 
     # -- HTTP ----------------------------------------------------------------------------
 
