@@ -65,7 +65,6 @@ import html
 import json
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -239,7 +238,6 @@ class DynamicsEmulator(GraphEmulator):
         self.organization_id = str(uuid.UUID(int=seed + 0x0D365, version=4))
         self.business_unit_id = str(uuid.UUID(int=seed + 0xB0, version=4))
         self._dv_lock = threading.RLock()
-        self._frozen: float | None = None
         self.tables: dict[str, dict[str, dict[str, Any]]] = {
             "systemusers": {},
             "contacts": {},
@@ -256,28 +254,6 @@ class DynamicsEmulator(GraphEmulator):
         super().__init__(seed=seed, port=port, tls=tls, token_lifetime=token_lifetime)
 
     # -- clock -------------------------------------------------------------------------
-
-    def now(self) -> float:
-        if getattr(self, "_frozen", None) is not None:
-            return self._frozen  # type: ignore[return-value]
-        return super().now()
-
-    def freeze_clock(self, at: float | None = None) -> float:
-        """Pin emulator time (to the current time when `at` is None); returns it."""
-        self._frozen = self.now() if at is None else at
-        return self._frozen
-
-    def unfreeze_clock(self) -> None:
-        if self._frozen is not None:
-            # Continue from the frozen instant, so time never runs backwards.
-            self._clock_offset = self._frozen - time.time()
-            self._frozen = None
-
-    def advance_clock(self, seconds: float) -> None:
-        if self._frozen is not None:
-            self._frozen += seconds
-        else:
-            super().advance_clock(seconds)
 
     def stamp(self) -> str:
         """Emulator time as Dataverse stores modifiedon: UTC, whole seconds."""

@@ -261,6 +261,7 @@ class EmulatorServer:
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
         self._clock_offset = 0.0
+        self._frozen: float | None = None
         self._limiter = _MailboxLimiter()
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -330,12 +331,28 @@ class EmulatorServer:
     # -- knobs -----------------------------------------------------------------------
 
     def now(self) -> float:
-        """Emulator time (epoch seconds); shifted by :meth:`advance_clock`."""
+        """Emulator time (epoch seconds); shifted by :meth:`advance_clock`, or pinned."""
+        if self._frozen is not None:
+            return self._frozen
         return time.time() + self._clock_offset
 
     def advance_clock(self, seconds: float) -> None:
         """Move emulator time forward, e.g. to expire access tokens without sleeping."""
-        self._clock_offset += seconds
+        if self._frozen is not None:
+            self._frozen += seconds
+        else:
+            self._clock_offset += seconds
+
+    def freeze_clock(self, at: float | None = None) -> float:
+        """Pin emulator time (to the current time when `at` is None); returns it."""
+        self._frozen = self.now() if at is None else at
+        return self._frozen
+
+    def unfreeze_clock(self) -> None:
+        if self._frozen is not None:
+            # Continue from the frozen instant, so time never runs backwards.
+            self._clock_offset = self._frozen - time.time()
+            self._frozen = None
 
     def set_faults(self, **kwargs: Any) -> None:
         """Set fault knobs, e.g. ``set_faults(rate_429=0.2, retry_after_seconds=2)``."""

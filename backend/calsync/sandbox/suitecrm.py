@@ -39,7 +39,6 @@ import json
 import re
 import secrets
 import threading
-import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -225,7 +224,6 @@ class SuiteCrmEmulator(EmulatorServer):
             raise ValueError(f"unknown SuiteCRM API {sorted(unknown)[0]!r}")
         self.prefix = "/legacy" if legacy_prefix else ""
         self._lock = threading.RLock()
-        self._frozen: float | None = None
         self.records: dict[str, dict[str, dict[str, str]]] = {m: {} for m in MODULE_TABLES}
         # meeting id -> rows {"module","bean_id","accept_status","deleted","date_modified"}
         self.relations: dict[str, list[dict[str, str]]] = {}
@@ -238,28 +236,6 @@ class SuiteCrmEmulator(EmulatorServer):
         super().__init__(seed=seed, host=host, port=port)
 
     # -- clock -----------------------------------------------------------------------
-
-    def now(self) -> float:
-        if self._frozen is not None:
-            return self._frozen
-        return super().now()
-
-    def freeze_clock(self, at: float | None = None) -> float:
-        """Pin emulator time (to the current time when `at` is None); returns it."""
-        self._frozen = self.now() if at is None else at
-        return self._frozen
-
-    def unfreeze_clock(self) -> None:
-        if self._frozen is not None:
-            # Continue from the frozen instant, so time never runs backwards.
-            self._clock_offset = self._frozen - time.time()
-            self._frozen = None
-
-    def advance_clock(self, seconds: float) -> None:
-        if self._frozen is not None:
-            self._frozen += seconds
-        else:
-            super().advance_clock(seconds)
 
     def stamp(self) -> str:
         """The emulator's current time as SuiteCRM stores it (UTC, one-second grain)."""
