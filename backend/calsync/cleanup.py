@@ -113,14 +113,26 @@ def event_from_dict(d: Mapping[str, Any]) -> Event:
     )
 
 
+# Link's times, kept as ISO strings in the JSON of a removed item.
+_LINK_TIMES = {f.name for f in fields(Link) if "datetime" in str(f.type)}
+
+
 def link_to_dict(link: Link) -> dict[str, Any]:
     # Every field but `pending` (a removed item's link is settled), whatever Link grows.
-    return {f.name: getattr(link, f.name) for f in fields(Link) if f.name != "pending"}
+    out = {f.name: getattr(link, f.name) for f in fields(Link) if f.name != "pending"}
+    for name in _LINK_TIMES:
+        if out.get(name) is not None:
+            out[name] = out[name].isoformat()
+    return out
 
 
 def link_from_dict(d: Mapping[str, Any]) -> Link:
     known = {f.name for f in fields(Link)}
-    return Link(**{k: v for k, v in d.items() if k in known})
+    values = {k: v for k, v in d.items() if k in known}
+    for name in _LINK_TIMES:
+        if isinstance(values.get(name), str):
+            values[name] = datetime.fromisoformat(values[name])
+    return Link(**values)
 
 
 # -- listing -----------------------------------------------------------------------------

@@ -48,7 +48,14 @@ def entry(entry_id: str = "e1", removed_at: datetime = NOW) -> TrashEntry:
         ical_uid="uid-1",
         link_id="uid-1",
     )
-    link = Link("L1", calendar_id="/cal/x.ics", crm_id="m1", content_hash="h", origin="crm")
+    link = Link(
+        "L1",
+        calendar_id="/cal/x.ics",
+        crm_id="m1",
+        content_hash="h",
+        origin="crm",
+        unsure_since=NOW - timedelta(hours=1),  # the link's times come back too
+    )
     return TrashEntry(entry_id, "calendar", "/cal/x.ics", event, link, "R1", removed_at)
 
 
