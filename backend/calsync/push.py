@@ -166,10 +166,15 @@ GOOGLE = PushProvider(
 )
 
 # Connection.provider -> how its channels work. Providers not listed have no push.
+# "sandbox-outlook" is the development sandbox's Graph emulator (`calsync sandbox`), which
+# validates and notifies BASE_URL like Graph, over plain http (http://localhost:3000) where
+# Graph wants https. Production never opens such a connection (`open_calendar` refuses it),
+# so no channel can be made for it there.
 PROVIDERS: dict[str, PushProvider] = {
     "outlook": GRAPH,
     "office365": GRAPH,
     "google": GOOGLE,
+    "sandbox-outlook": GRAPH,
 }
 
 

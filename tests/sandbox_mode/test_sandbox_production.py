@@ -12,13 +12,14 @@ import pytest
 from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
-from calsync import migrate, runtime
+from calsync import migrate, push, runtime
 from calsync.app import create_app
 from calsync.config import Config
 from calsync.connections import open_calendar, open_crm
 from calsync.db import transaction
-from calsync.models import Connection, Organization, User
+from calsync.models import Connection, Organization, PushChannel, User
 from calsync.provider_errors import ProviderConfigError
 from calsync.sandbox.demo import Sandbox
 
@@ -171,3 +172,31 @@ def test_production_never_offers_or_accepts_sandbox_dynamics(
         [crm] = user.connections
         with pytest.raises(ProviderConfigError):
             open_crm(crm, config)
+
+
+def test_production_opens_no_push_channel_for_a_stored_sandbox_outlook(
+    production: tuple[Flask, Config], sandbox: Sandbox
+) -> None:
+    app, _config = production
+    rt = app.extensions["calsync"]
+    with transaction(rt.sessions) as db:
+        # A database copied from development: Sandbox Outlook with automatic sync on.
+        org = Organization(tenant_id="tenant-push")
+        user = User(organization=org, external_id="bob", email="bob@example.com")
+        user.connections = [
+            Connection(
+                kind="calendar",
+                provider="sandbox-outlook",
+                account="bob@example.com",
+                secret={},
+                auto_sync_enabled=True,
+            )
+        ]
+        db.add(org)
+
+    report = push.renew_push_channels(rt)
+
+    assert (report.created, report.failed) == (0, 1)
+    with transaction(rt.sessions) as db:
+        assert db.scalars(select(PushChannel)).all() == []
+    assert sandbox.graph._subs == {}  # the running sandbox was never asked

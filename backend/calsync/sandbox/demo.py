@@ -496,7 +496,11 @@ def start_sandbox(
     path = sandbox_file(instance_dir)
     ports = _previous_ports(path)
     day = today or dt.date.today()
-    graph = DemoGraphEmulator(today=day, seed=8, tls=True, port=ports.get("graph", 0))
+    # Plain http notification URLs stay allowed: push reaches `calsync web` at BASE_URL,
+    # http://localhost:3000 in development (real Graph, and production, want https).
+    graph = DemoGraphEmulator(
+        today=day, seed=8, tls=True, port=ports.get("graph", 0), require_https_notifications=False
+    )
     crm = SuiteCrmEmulator(apis=(API_V4_1,), seed=8, port=ports.get("crm", 0))
     dynamics = DemoDynamicsEmulator(
         today=day, seed=8, tls=True, consent_prompt=True, port=ports.get("dynamics", 0)
