@@ -21,6 +21,7 @@ from typing import Any
 
 from rq import Queue
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from calendars.google_fixtures import connect as google_connect
@@ -201,6 +202,9 @@ class WorkerSync:
 
     def __call__(self, scenario: Scenario, faulty: bool) -> bool:
         queued = enqueue.enqueue_sync(self.rt, self.user_id, "manual")
+        # A trigger absorbed by a job still on its way (a killed job's retry, say) is
+        # answered by that job's run, as the user would see it in the history.
+        run_id = queued.run_id if queued.run_id is not None else self._run_of(queued.job_id)
         if (
             faulty
             and scenario.plan.kill_worker
@@ -212,7 +216,7 @@ class WorkerSync:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             time.sleep(0.1)
-            if self._idle() and self._status(queued.run_id) not in ("queued", "running"):
+            if self._idle() and self._status(run_id) not in ("queued", "running"):
                 break
             if self._idle() and time.monotonic() > deadline - 50:
                 # A job whose retries ran out while killed leaves its run "running".
@@ -221,7 +225,7 @@ class WorkerSync:
             raise AssertionError(
                 f"seed {scenario.plan.seed}: the worker never went idle: {self._debug(queued)}"
             )
-        status = self._status(queued.run_id)
+        status = self._status(run_id)
         if not faulty and status != "succeeded":
             scenario.outcome.clean_sync_errors.append(f"clean sync on the worker: {status}")
         return status == "succeeded"
@@ -234,6 +238,12 @@ class WorkerSync:
             f"job={queued.job_id} run={self._status(queued.run_id)} "
             f"keys={sorted(k.decode() for k in self.rt.redis.keys('*rate*'))[:10]}"
         )
+
+    def _run_of(self, job_id: str) -> int | None:
+        with transaction(self.rt.sessions) as session:
+            return session.scalar(
+                select(SyncRun.id).where(SyncRun.job_id == job_id).order_by(SyncRun.id.desc())
+            )
 
     def _status(self, run_id: int | None) -> str | None:
         if run_id is None:
