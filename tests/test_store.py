@@ -56,6 +56,9 @@ def test_a_saved_link_comes_back_whole(stores) -> None:  # type: ignore[no-untyp
         pending="calendar",
         withheld_on="calendar",
         abandoned_at=datetime(2026, 3, 1, 9, 30, tzinfo=UTC),
+        unsure_since=datetime(2026, 3, 1, 9, 0, tzinfo=UTC),
+        unanswered_hash="u" * 64,
+        unanswered_on="crm",
     )
     store.save_link(link)
 

@@ -226,6 +226,9 @@ class EventLink(Base):
     abandoned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When a create of this link was last sent (a late copy may still land).
     unsure_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The content hash of a write that got no answer (it may still land, late).
+    unanswered_hash: Mapped[str | None] = mapped_column(String(300))
+    unanswered_on: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -37,6 +37,8 @@ _LINK_COLUMNS = (
     EventLink.withheld_on,
     EventLink.abandoned_at,
     EventLink.unsure_since,
+    EventLink.unanswered_hash,
+    EventLink.unanswered_on,
 )
 
 
@@ -56,6 +58,8 @@ def _to_link(row: Any) -> Link:
         withheld_on=row.withheld_on,  # type: ignore[arg-type]
         abandoned_at=row.abandoned_at,
         unsure_since=row.unsure_since,
+        unanswered_hash=row.unanswered_hash,
+        unanswered_on=row.unanswered_on,  # type: ignore[arg-type]
     )
 
 
@@ -73,6 +77,8 @@ def _copy_into(row: EventLink, link: Link) -> None:
     row.withheld_on = link.withheld_on
     row.abandoned_at = link.abandoned_at
     row.unsure_since = link.unsure_since
+    row.unanswered_hash = link.unanswered_hash
+    row.unanswered_on = link.unanswered_on
 
 
 class SqlSyncStore:

@@ -322,3 +322,33 @@ def test_a_create_that_lands_after_its_retry_is_removed_by_the_next_sync(clock, 
     [link] = store.links()
     assert link.crm_id in flaky.items  # the linked copy stays
     assert sync(calendar, flaky, store).writes == 0
+
+
+def test_an_update_landing_after_a_newer_one_ends_with_the_newer_one(clock, store) -> None:
+    # Our update of the CRM copy times out but reaches the CRM only after the next run
+    # wrote the user's newer edit: the late, older content is written over, not adopted.
+    flaky = FlakySide("crm", Capabilities(), clock)
+    calendar = MemorySide("calendar", Capabilities(), clock)
+    cal_id = calendar.user_create(meeting("A"))
+    assert sync(calendar, flaky, store).ok
+    calendar.user_update(cal_id, title="A v1")
+    late: list[tuple] = []
+
+    def lost(item_id, event, *, notify):  # the answer is lost; the write lands later
+        late.append((item_id, event))
+        raise TimeoutError("read timed out")
+
+    flaky.update = lost  # type: ignore[method-assign]
+    assert sync(calendar, flaky, store).errors
+    [link] = store.links()
+    assert link.unanswered_hash is not None and link.unsure_since == NOW
+    del flaky.update
+    calendar.user_update(cal_id, title="A v2")
+    assert sync(calendar, flaky, store).ok and titles(flaky) == ["A v2"]
+    [(item_id, event)] = late
+    MemorySide.update(flaky, item_id, event, notify=False)  # "A v1" lands now
+    assert titles(flaky) == ["A v1"]
+
+    result = sync(calendar, flaky, store)
+    assert result.ok and titles(flaky) == ["A v2"] and titles(calendar) == ["A v2"]
+    assert sync(calendar, flaky, store).writes == 0

@@ -24,6 +24,7 @@ from calsync.sync import (
     plan_sync,
 )
 from calsync.sync import policies as pol
+from calsync.sync.model import write_fingerprint
 from calsync.sync.planner import Plan, reads_needed
 
 TWO_WAY = SyncSettings(direction="two_way", record_option="all")
@@ -798,6 +799,54 @@ def test_a_given_up_create_is_forgotten_after_a_day() -> None:
     assert not plan(links=[watch], now=NOW + timedelta(hours=23)).actions
     [unlink] = plan(links=[watch], now=NOW + timedelta(days=1)).actions
     assert (unlink.kind, unlink.drop_link_ids) == ("unlink", ("L0",))
+
+
+def test_our_update_landing_after_a_newer_one_is_written_over_not_taken_for_an_edit() -> None:
+    # We wrote "Demo v1" (no answer), then "Demo v2" (answered); v1 lands last in the CRM.
+    v1, v2 = meeting("Demo v1"), meeting("Demo v2")
+    link, cal, _ = synced_pair(v2)
+    link = replace(
+        link,
+        unanswered_hash=write_fingerprint(v1),
+        unanswered_on="crm",
+        unsure_since=NOW - timedelta(hours=1),
+    )
+    late = on_crm(v1, "m1", "mv9")
+    p = plan(links=[link], crm=[late], cal_context=[cal])
+    [update] = p.writes
+    assert (update.kind, update.side, update.target_id) == ("update", "crm", "m1")
+    assert update.event.title == "Demo v2" and not p.actions[0].conflict
+
+
+def test_our_unanswered_write_found_in_place_yields_to_the_users_newer_edit() -> None:
+    # Our update to "Demo v1" got no answer but landed; the user then edited the calendar.
+    v0, v1 = meeting("Demo"), meeting("Demo v1")
+    link, _, _ = synced_pair(v0)
+    link = replace(
+        link,
+        unanswered_hash=write_fingerprint(v1),
+        unanswered_on="crm",
+        unsure_since=NOW - timedelta(hours=1),
+    )
+    edited = on_cal(meeting("Demo v3"), "c1", "cv7")
+    p = plan(links=[link], cal=[edited], crm=[on_crm(v1, "m1", "mv9")])
+    [update] = p.writes
+    assert (update.side, update.event.title) == ("crm", "Demo v3")
+    assert not [a for a in p.actions if a.conflict]
+
+
+def test_a_day_after_an_unanswered_write_its_content_is_an_edit_like_any_other() -> None:
+    v1, v2 = meeting("Demo v1"), meeting("Demo v2")
+    link, cal, _ = synced_pair(v2)
+    link = replace(
+        link,
+        unanswered_hash=write_fingerprint(v1),
+        unanswered_on="crm",
+        unsure_since=NOW - timedelta(days=1),
+    )
+    p = plan(links=[link], crm=[on_crm(v1, "m1", "mv9")], cal_context=[cal])
+    [update] = p.writes
+    assert (update.side, update.event.title) == ("calendar", "Demo v1")
 
 
 def test_a_second_copy_stays_while_the_linked_copy_is_not_known_to_exist() -> None:

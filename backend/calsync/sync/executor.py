@@ -16,7 +16,7 @@ from calsync.sync.errors import (
     StorageEmpty,
     SyncAborted,
 )
-from calsync.sync.model import SIDES, Event, Side
+from calsync.sync.model import SIDES, Event, Side, write_fingerprint
 from calsync.sync.planner import (
     Action,
     Plan,
@@ -393,8 +393,47 @@ def apply_plan(
             _apply(action, adapters, store, result)
         except Exception as exc:
             _record_failure(action, exc, result, failed)
+            _remember_unanswered(store, [action], result.started_at)
     report("writing", total, total)
     return failed
+
+
+def _remember_unanswered(store: SyncStore, actions: Sequence[Action], started_at: datetime) -> None:
+    """A create or update that failed may still have reached the provider, and may land
+    later still: its stored link keeps the content it carried (`Link.unanswered_hash`)."""
+    writes = [
+        a
+        for a in actions
+        if a.kind in ("create", "update") and a.link is not None and a.event is not None
+    ]
+    try:
+        keep: list[Link] = []
+        for action in writes:
+            assert action.link is not None
+            stored = store.get_link(action.link.link_id)
+            if stored is not None and action.event is not None:
+                keep.append(
+                    replace(
+                        stored,
+                        unanswered_hash=_with_unanswered(
+                            stored.unanswered_hash, write_fingerprint(action.event)
+                        ),
+                        unanswered_on=action.side,
+                        unsure_since=started_at,
+                    )
+                )
+        store.save_links(keep)
+    except Exception:  # the failure is recorded already; this is a refinement of it
+        log.warning("could not remember the unanswered writes", exc_info=True)
+
+
+# Unanswered writes remembered per link: enough for a write retried a few times running.
+_UNANSWERED_KEPT = 4
+
+
+def _with_unanswered(kept: str | None, fingerprint: str) -> str:
+    prints = [p for p in (kept or "").split() if p != fingerprint] + [fingerprint]
+    return " ".join(prints[-_UNANSWERED_KEPT:])
 
 
 def _record_failure(
@@ -498,6 +537,7 @@ class _Batcher:
             _apply(action, self.adapters, self.store, self.result)
         except Exception as exc:
             _record_failure(action, exc, self.result, self.failed)
+            _remember_unanswered(self.store, [action], self.result.started_at)
         self.advance(1)
 
     def flush_all(self) -> None:
@@ -601,12 +641,15 @@ def _write_batch(
     except Exception as exc:
         for action in actions:
             _record_failure(action, exc, result, failed)
+        _remember_unanswered(store, actions, result.started_at)
         return
     saves: list[Link] = []
     finished: list[Action] = []
+    unanswered: list[Action] = []
     for action, outcome in zip(actions, outcomes, strict=True):
         if isinstance(outcome, BaseException):
             _record_failure(action, outcome, result, failed)
+            unanswered.append(action)
             continue
         try:
             saves.extend(_links_after(action, side, outcome, result.started_at))
@@ -614,6 +657,7 @@ def _write_batch(
             _record_failure(action, exc, result, failed)
             continue
         finished.append(action)
+    _remember_unanswered(store, unanswered, result.started_at)
     try:
         store.save_links(saves)
         for action in finished:

@@ -250,6 +250,22 @@ def content_hash(event: Event) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def write_fingerprint(event: Event) -> str:
+    """Hash of what a write of ours sets and a provider keeps as sent: title, times, place,
+    text, status. Coarser than `content_hash` on purpose: providers rewrite the organizer,
+    invitee names and answers, and the time zone, so our own write read back differs there."""
+    payload = [
+        event.title,
+        _iso(to_utc_instant(event.start)) if event.start is not None else None,
+        _iso(to_utc_instant(event.end)) if event.end is not None else None,
+        event.location or None,
+        event.description or None,
+        event.status,
+    ]
+    raw = json.dumps(payload, separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
 def problem(event: Event) -> str | None:
     """Why an event cannot be synced, or None when it can."""
     if event.start is None:

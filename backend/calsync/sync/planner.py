@@ -28,6 +28,7 @@ from calsync.sync.model import (
     content_hash,
     other_side,
     problem,
+    write_fingerprint,
 )
 from calsync.sync.recurrence import expand, original_occurrence, overlaps_window
 from calsync.sync.settings import SyncSettings
@@ -198,6 +199,12 @@ def reads_needed(
             change = changes[side].events.get(lk.id_on(side) or "")
             if (
                 not settings.allows(side)
+                # maybe our own late write: the agreed version is written again from there
+                or (
+                    change is not None
+                    and side == lk.unanswered_on
+                    and write_fingerprint(change) in (lk.unanswered_hash or "").split()
+                )
                 or lk.withheld_on == side  # its invitees are kept from the other side
                 or (change is None and settings.invitations != "never")
                 or (
@@ -315,7 +322,18 @@ class _Planner:
             return True
         # A copy whose invitees were withheld is compared with them put back: invitees
         # missing by our own doing are no change (no update ping-pong).
-        return content_hash(self.as_agreed(side, link, change)) != link.content_hash
+        held = content_hash(self.as_agreed(side, link, change))
+        return held != link.content_hash and not self.landed_late(side, link, change)
+
+    def landed_late(self, side: Side, link: Link, ev: Event) -> bool:
+        """Whether `ev` on `side` holds our own write that got no answer (it may land after
+        a newer one): never a user's edit, whatever its time."""
+        return (
+            side == link.unanswered_on
+            and write_fingerprint(ev) in (link.unanswered_hash or "").split()
+            and link.unsure_since is not None
+            and self.ctx.now - link.unsure_since < LATE_WINDOW
+        )
 
     def as_agreed(self, side: Side, link: Link, ev: Event) -> Event:
         """`ev` with the invitees withheld from it taken from the other side, if known."""
@@ -552,6 +570,19 @@ class _Planner:
         caused = frozenset(s for s in SIDES if s in ch)
 
         if not any(flags.values()):
+            for side in SIDES:
+                ev = ch.get(side)
+                if (
+                    isinstance(ev, Event)
+                    and content_hash(self.as_agreed(side, current, ev)) != current.content_hash
+                    and self.landed_late(side, current, ev)
+                ):
+                    # Our older write landed after the agreed one: write the agreed one again.
+                    other = other_side(side)
+                    src = self.known(other, current.id_on(other))
+                    if src is not None and not problem(src):
+                        self.propagate(current, other, src, "our earlier write landed late", caused)
+                        return
             for side in SIDES:
                 ev = ch.get(side)
                 if isinstance(ev, Event):

@@ -43,6 +43,12 @@ class Link:
     # attempt the adapter retried, may still land): dropping the link within a day of it
     # leaves a watch (`abandoned_at`).
     unsure_since: datetime | None = None
+    # The `write_fingerprint`s (space-separated, the last few) of creates and updates sent
+    # to `unanswered_on` that got no answer: they may still land, even after a newer
+    # version was written. The item there holding one of them is our own write, not a
+    # user's edit (within a day of `unsure_since`).
+    unanswered_hash: str | None = None
+    unanswered_on: Side | None = None
 
     def id_on(self, side: Side) -> str | None:
         return self.calendar_id if side == "calendar" else self.crm_id
