@@ -801,16 +801,21 @@ def test_a_given_up_create_is_forgotten_after_a_day() -> None:
     assert (unlink.kind, unlink.drop_link_ids) == ("unlink", ("L0",))
 
 
+def unanswered_in_crm(link: Link, sent: Event, ago: timedelta) -> Link:
+    """`link` after an update carrying `sent` to the CRM got no answer, `ago`."""
+    return replace(
+        link,
+        unanswered_hash=write_fingerprint(sent),
+        unanswered_on="crm",
+        unsure_since=NOW - ago,
+    )
+
+
 def test_our_update_landing_after_a_newer_one_is_written_over_not_taken_for_an_edit() -> None:
     # We wrote "Demo v1" (no answer), then "Demo v2" (answered); v1 lands last in the CRM.
     v1, v2 = meeting("Demo v1"), meeting("Demo v2")
     link, cal, _ = synced_pair(v2)
-    link = replace(
-        link,
-        unanswered_hash=write_fingerprint(v1),
-        unanswered_on="crm",
-        unsure_since=NOW - timedelta(hours=1),
-    )
+    link = unanswered_in_crm(link, v1, timedelta(hours=1))
     late = on_crm(v1, "m1", "mv9")
     p = plan(links=[link], crm=[late], cal_context=[cal])
     [update] = p.writes
@@ -822,12 +827,7 @@ def test_our_unanswered_write_found_in_place_yields_to_the_users_newer_edit() ->
     # Our update to "Demo v1" got no answer but landed; the user then edited the calendar.
     v0, v1 = meeting("Demo"), meeting("Demo v1")
     link, _, _ = synced_pair(v0)
-    link = replace(
-        link,
-        unanswered_hash=write_fingerprint(v1),
-        unanswered_on="crm",
-        unsure_since=NOW - timedelta(hours=1),
-    )
+    link = unanswered_in_crm(link, v1, timedelta(hours=1))
     edited = on_cal(meeting("Demo v3"), "c1", "cv7")
     p = plan(links=[link], cal=[edited], crm=[on_crm(v1, "m1", "mv9")])
     [update] = p.writes
@@ -838,12 +838,7 @@ def test_our_unanswered_write_found_in_place_yields_to_the_users_newer_edit() ->
 def test_a_day_after_an_unanswered_write_its_content_is_an_edit_like_any_other() -> None:
     v1, v2 = meeting("Demo v1"), meeting("Demo v2")
     link, cal, _ = synced_pair(v2)
-    link = replace(
-        link,
-        unanswered_hash=write_fingerprint(v1),
-        unanswered_on="crm",
-        unsure_since=NOW - timedelta(days=1),
-    )
+    link = unanswered_in_crm(link, v1, timedelta(days=1))
     p = plan(links=[link], crm=[on_crm(v1, "m1", "mv9")], cal_context=[cal])
     [update] = p.writes
     assert (update.side, update.event.title) == ("calendar", "Demo v1")
